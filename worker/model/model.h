@@ -27,7 +27,11 @@ enum class Architecture {
 enum class DType { kF32, kBF16, kF16 };
 
 size_t DTypeSize(DType dtype);
+// "F32", "BF16", "F16": the names safetensors headers use.
 const char* DTypeName(DType dtype);
+
+// "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM".
+const char* ArchitectureName(Architecture architecture);
 
 // rope_scaling {"rope_type": "llama3", ...}; absent means plain RoPE.
 struct Llama3RopeScaling {
@@ -52,8 +56,14 @@ struct ModelConfig {
   std::optional<Llama3RopeScaling> rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v projections carry a bias (Qwen2)
-  bool qk_norm = false;         // per-head RMSNorm on q and k (Qwen3)
-  DType dtype = DType::kBF16;   // "torch_dtype" of the stored weights
+  // o_proj carries a bias too: Llama/Qwen3 with "attention_bias": true (Qwen2 never has one).
+  // Backends that do not add LayerWeights::o_bias must refuse such a model.
+  bool o_proj_bias = false;
+  bool qk_norm = false;        // per-head RMSNorm on q and k (Qwen3)
+  DType dtype = DType::kBF16;  // "torch_dtype" of the stored weights
+  // Mistral/Qwen2 "sliding_window" when it is in force, else 0 (full attention). Attention
+  // only matters past this many tokens; backends without it must cap sequences there.
+  int sliding_window = 0;
   std::optional<int> bos_token_id;
   std::vector<int> eos_token_ids;  // config.json, overridden by generation_config.json
 
@@ -86,6 +96,7 @@ struct LayerWeights {
   TensorView q_bias, k_bias, v_bias;    // empty unless attention_bias
   TensorView q_norm, k_norm;            // [head_dim], empty unless qk_norm
   TensorView o_proj;                    // [hidden, heads*head_dim]
+  TensorView o_bias;                    // [hidden], empty unless o_proj_bias
   TensorView post_attention_layernorm;  // [hidden]
   TensorView gate_proj, up_proj;        // [intermediate, hidden]
   TensorView down_proj;                 // [hidden, intermediate]
