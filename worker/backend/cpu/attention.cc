@@ -1,0 +1,112 @@
+#include "worker/backend/cpu/attention.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "worker/backend/cpu/kernels.h"
+#include "worker/backend/cpu/simd.h"
+
+namespace kvc::backend::cpu {
+namespace {
+
+using model::DType;
+
+inline size_t RowOffset(const PagedKvLayer& kv, int32_t block, int kv_head, int slot) {
+  return ((size_t(block) * kv.num_kv_heads + kv_head) * kv.block_size + slot) * kv.head_dim;
+}
+
+template <DType D>
+inline float DotRow(const float* q, const void* row, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  const int n8 = n & ~7;
+  for (int i = 0; i < n8; i += 8) {
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::Load8<D>(row, i), acc);
+  }
+  float s = simd::HorizontalSum(acc);
+  for (int i = n8; i < n; ++i) s += q[i] * simd::LoadOne<D>(row, i);
+  return s;
+}
+
+template <DType D>
+inline void AxpyRow(float a, const void* row, float* y, int n) {
+  const __m256 av = _mm256_set1_ps(a);
+  const int n8 = n & ~7;
+  for (int i = 0; i < n8; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, simd::Load8<D>(row, i), _mm256_loadu_ps(y + i)));
+  }
+  for (int i = n8; i < n; ++i) y[i] += a * simd::LoadOne<D>(row, i);
+}
+
+template <DType D>
+void AttendGroupTyped(const PagedKvLayer& kv, const int32_t* block_table, int position, int kv_head,
+                      const float* q, int group_size, float scale, float* scratch, float* out) {
+  const int n = position + 1;
+  const int hd = kv.head_dim;
+  const size_t elem = ElementBytes(D);
+  const auto* k_base = static_cast<const uint8_t*>(kv.k);
+  const auto* v_base = static_cast<const uint8_t*>(kv.v);
+  // Scores: each key row is read once for all query heads of the group.
+  for (int p = 0; p < n; ++p) {
+    const void* k_row =
+        k_base + RowOffset(kv, block_table[p / kv.block_size], kv_head, p % kv.block_size) * elem;
+    for (int g = 0; g < group_size; ++g) {
+      scratch[size_t(g) * n + p] = DotRow<D>(q + size_t(g) * hd, k_row, hd) * scale;
+    }
+  }
+  // Softmax per head, then the weighted sum of values, normalised at the end.
+  for (int g = 0; g < group_size; ++g) {
+    float* s = scratch + size_t(g) * n;
+    const float max_score = *std::max_element(s, s + n);
+    float sum = 0.0f;
+    for (int p = 0; p < n; ++p) {
+      s[p] = std::exp(s[p] - max_score);
+      sum += s[p];
+    }
+    const float inv_sum = 1.0f / sum;
+    for (int p = 0; p < n; ++p) s[p] *= inv_sum;
+  }
+  std::fill(out, out + size_t(group_size) * hd, 0.0f);
+  for (int p = 0; p < n; ++p) {
+    const void* v_row =
+        v_base + RowOffset(kv, block_table[p / kv.block_size], kv_head, p % kv.block_size) * elem;
+    for (int g = 0; g < group_size; ++g) {
+      AxpyRow<D>(scratch[size_t(g) * n + p], v_row, out + size_t(g) * hd, hd);
+    }
+  }
+}
+
+}  // namespace
+
+void WriteKv(const PagedKvLayer& kv, const int32_t* block_table, int position, const float* k,
+             const float* v) {
+  const int32_t block = block_table[position / kv.block_size];
+  const int slot = position % kv.block_size;
+  const size_t elem = ElementBytes(kv.dtype);
+  for (int h = 0; h < kv.num_kv_heads; ++h) {
+    const size_t offset = RowOffset(kv, block, h, slot) * elem;
+    FromF32(k + size_t(h) * kv.head_dim, kv.head_dim, kv.dtype,
+            static_cast<uint8_t*>(kv.k) + offset);
+    FromF32(v + size_t(h) * kv.head_dim, kv.head_dim, kv.dtype,
+            static_cast<uint8_t*>(kv.v) + offset);
+  }
+}
+
+void AttendGroup(const PagedKvLayer& kv, const int32_t* block_table, int position, int kv_head,
+                 const float* q, int group_size, float scale, float* scratch, float* out) {
+  switch (kv.dtype) {
+    case DType::kF32:
+      return AttendGroupTyped<DType::kF32>(kv, block_table, position, kv_head, q, group_size, scale,
+                                           scratch, out);
+    case DType::kBF16:
+      return AttendGroupTyped<DType::kBF16>(kv, block_table, position, kv_head, q, group_size,
+                                            scale, scratch, out);
+    case DType::kF16:
+      return AttendGroupTyped<DType::kF16>(kv, block_table, position, kv_head, q, group_size, scale,
+                                           scratch, out);
+  }
+}
+
+}  // namespace kvc::backend::cpu
