@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "tools/kvc-make-model/make_model.h"
 #include "worker/model/config.h"
+#include "worker/model/loader.h"
 
 namespace {
 
@@ -46,6 +47,8 @@ tokenizer_config.json). Same flags and seed => byte-identical files.
                          default: tiny writes a built-in byte-level BPE tokenizer, the other
                          presets use .cache/tokenizers/{llama3,qwen3}/tokenizer.json
                          (from scripts/fetch-tokenizers)
+  --verify               load the written model back (LoadModel, every tensor checked,
+                         pages read in) and report
   --quiet                no progress output
   --help                 this text
 )";
@@ -85,6 +88,7 @@ Architecture ParseArch(const std::string& value) {
 int main(int argc, char** argv) {
   std::map<std::string, std::string> flags;
   bool quiet = false;
+  bool verify = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -97,6 +101,10 @@ int main(int argc, char** argv) {
     }
     if (arg == "--quiet") {
       quiet = true;
+      continue;
+    }
+    if (arg == "--verify") {
+      verify = true;
       continue;
     }
     if (arg.rfind("--", 0) != 0)
@@ -217,6 +225,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvc-make-model: wrote %s (%s, %s, %d layers)\n", flags["--out"].c_str(),
                  kvc::model::ArchitectureName(config.architecture),
                  kvc::model::DTypeName(config.dtype), config.num_layers);
+  }
+  if (verify) {
+    kvc::model::LoadOptions load;
+    load.prefault = true;
+    if (!quiet) {
+      load.progress = [](uint64_t loaded, uint64_t total) {
+        std::fprintf(stderr, "\rkvc-make-model: verify %7.1f / %.1f MB", loaded / 1e6, total / 1e6);
+        if (loaded == total) std::fputc('\n', stderr);
+      };
+    }
+    auto weights = kvc::model::LoadModel(flags["--out"], load);
+    if (!weights.ok()) Fail(absl::StrCat("verify: ", weights.status().message()));
+    std::fprintf(stderr, "kvc-make-model: verify ok: %zu layers load with every tensor checked\n",
+                 weights->layers.size());
   }
   return 0;
 }
