@@ -41,17 +41,20 @@ inline void AxpyRow(float a, const void* row, float* y, int n) {
 }
 
 template <DType D>
-void AttendGroupTyped(const PagedKvLayer& kv, const int32_t* block_table, int position, int kv_head,
-                      const float* q, int group_size, float scale, float* scratch, float* out) {
-  const int n = position + 1;
+void AttendGroupTyped(const PagedKvLayer& kv, const int32_t* block_table, int first_position,
+                      int position, int kv_head, const float* q, int group_size, float scale,
+                      float* scratch, float* out) {
+  const int n = position + 1 - first_position;
   const int hd = kv.head_dim;
   const size_t elem = ElementBytes(D);
   const auto* k_base = static_cast<const uint8_t*>(kv.k);
   const auto* v_base = static_cast<const uint8_t*>(kv.v);
   // Scores: each key row is read once for all query heads of the group.
   for (int p = 0; p < n; ++p) {
+    const int pos = first_position + p;
     const void* k_row =
-        k_base + RowOffset(kv, block_table[p / kv.block_size], kv_head, p % kv.block_size) * elem;
+        k_base +
+        RowOffset(kv, block_table[pos / kv.block_size], kv_head, pos % kv.block_size) * elem;
     for (int g = 0; g < group_size; ++g) {
       scratch[size_t(g) * n + p] = DotRow<D>(q + size_t(g) * hd, k_row, hd) * scale;
     }
@@ -70,8 +73,10 @@ void AttendGroupTyped(const PagedKvLayer& kv, const int32_t* block_table, int po
   }
   std::fill(out, out + size_t(group_size) * hd, 0.0f);
   for (int p = 0; p < n; ++p) {
+    const int pos = first_position + p;
     const void* v_row =
-        v_base + RowOffset(kv, block_table[p / kv.block_size], kv_head, p % kv.block_size) * elem;
+        v_base +
+        RowOffset(kv, block_table[pos / kv.block_size], kv_head, pos % kv.block_size) * elem;
     for (int g = 0; g < group_size; ++g) {
       AxpyRow<D>(scratch[size_t(g) * n + p], v_row, out + size_t(g) * hd, hd);
     }
@@ -94,18 +99,19 @@ void WriteKv(const PagedKvLayer& kv, const int32_t* block_table, int position, c
   }
 }
 
-void AttendGroup(const PagedKvLayer& kv, const int32_t* block_table, int position, int kv_head,
-                 const float* q, int group_size, float scale, float* scratch, float* out) {
+void AttendGroup(const PagedKvLayer& kv, const int32_t* block_table, int first_position,
+                 int position, int kv_head, const float* q, int group_size, float scale,
+                 float* scratch, float* out) {
   switch (kv.dtype) {
     case DType::kF32:
-      return AttendGroupTyped<DType::kF32>(kv, block_table, position, kv_head, q, group_size, scale,
-                                           scratch, out);
+      return AttendGroupTyped<DType::kF32>(kv, block_table, first_position, position, kv_head, q,
+                                           group_size, scale, scratch, out);
     case DType::kBF16:
-      return AttendGroupTyped<DType::kBF16>(kv, block_table, position, kv_head, q, group_size,
-                                            scale, scratch, out);
+      return AttendGroupTyped<DType::kBF16>(kv, block_table, first_position, position, kv_head, q,
+                                            group_size, scale, scratch, out);
     case DType::kF16:
-      return AttendGroupTyped<DType::kF16>(kv, block_table, position, kv_head, q, group_size, scale,
-                                           scratch, out);
+      return AttendGroupTyped<DType::kF16>(kv, block_table, first_position, position, kv_head, q,
+                                           group_size, scale, scratch, out);
   }
 }
 

@@ -27,11 +27,13 @@ void WriteKv(const PagedKvLayer& kv, const int32_t* block_table, int position, c
              const float* v);
 
 // Causal attention of one query token at `position` for the `group_size` query heads that share
-// KV head `kv_head` (GQA; group_size 1 is MHA), over positions [0, position].
-// q and out: [group_size][head_dim]. scratch: group_size * (position + 1) floats.
+// KV head `kv_head` (GQA; group_size 1 is MHA), over positions [first_position, position]
+// (first_position > 0 under a sliding window).
+// q and out: [group_size][head_dim]. scratch: group_size * (position + 1 - first_position) floats.
 // The arithmetic depends only on (q, position, cache contents), never on the rest of the batch.
-void AttendGroup(const PagedKvLayer& kv, const int32_t* block_table, int position, int kv_head,
-                 const float* q, int group_size, float scale, float* scratch, float* out);
+void AttendGroup(const PagedKvLayer& kv, const int32_t* block_table, int first_position,
+                 int position, int kv_head, const float* q, int group_size, float scale,
+                 float* scratch, float* out);
 
 }  // namespace kvc::backend::cpu
 

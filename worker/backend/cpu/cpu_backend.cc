@@ -34,6 +34,7 @@ absl::Status CheckWeights(const model::ModelWeights& w) {
   if (c.num_heads % c.num_kv_heads != 0) {
     return absl::InvalidArgumentError("num_heads is not a multiple of num_kv_heads");
   }
+  if (c.sliding_window < 0) return absl::InvalidArgumentError("negative sliding_window");
   if (c.head_dim % 2 != 0) return absl::InvalidArgumentError("head_dim must be even for RoPE");
   if (int(w.layers.size()) != c.num_layers) {
     return absl::InvalidArgumentError(
@@ -61,6 +62,7 @@ absl::Status CheckWeights(const model::ModelWeights& w) {
       if (s.ok()) s = CheckTensor(L.k_bias, p + "k_bias", {kv});
       if (s.ok()) s = CheckTensor(L.v_bias, p + "v_bias", {kv});
     }
+    if (s.ok() && c.o_proj_bias) s = CheckTensor(L.o_bias, p + "o_bias", {h});
     if (s.ok() && c.qk_norm) {
       s = CheckTensor(L.q_norm, p + "q_norm", {c.head_dim});
       if (s.ok()) s = CheckTensor(L.k_norm, p + "k_norm", {c.head_dim});

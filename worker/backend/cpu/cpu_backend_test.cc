@@ -78,6 +78,8 @@ class PagedVsReferenceTest : public ::testing::TestWithParam<Variant> {
     }
     c.tie_word_embeddings = v.tied;
     c.dtype = v.weights;
+    if (v.name == "MistralSlidingWindow") c.sliding_window = 24;
+    if (v.name == "LlamaAttentionBias") c.attention_bias = c.o_proj_bias = true;
     return c;
   }
 };
@@ -152,6 +154,10 @@ INSTANTIATE_TEST_SUITE_P(
         Variant{"LlamaMqaRopeScaling", Architecture::kLlama, 1, true, true, DType::kF32,
                 DType::kF32},
         Variant{"MistralUntied", Architecture::kMistral, 2, false, false, DType::kF32, DType::kF32},
+        Variant{"MistralSlidingWindow", Architecture::kMistral, 2, false, true, DType::kF32,
+                DType::kF32},
+        Variant{"LlamaAttentionBias", Architecture::kLlama, 2, false, true, DType::kF32,
+                DType::kF32},
         Variant{"Qwen2Bias", Architecture::kQwen2, 2, false, false, DType::kF32, DType::kF32},
         Variant{"Qwen3QkNorm", Architecture::kQwen3, 2, false, true, DType::kF32, DType::kF32},
         Variant{"LlamaBf16Weights", Architecture::kLlama, 2, true, true, DType::kBF16, DType::kF32},

@@ -30,7 +30,7 @@ std::vector<float> SmallToF32(const TensorView& t) {
 }
 
 struct SmallLayerParams {
-  std::vector<float> input_norm, post_norm, q_bias, k_bias, v_bias, q_norm, k_norm;
+  std::vector<float> input_norm, post_norm, q_bias, k_bias, v_bias, q_norm, k_norm, o_bias;
 };
 
 // The KV pool: one anonymous mapping (zero pages until touched), apart from the weights.
@@ -72,7 +72,7 @@ class CpuModel final : public Backend {
     for (const model::LayerWeights& l : weights_.layers) {
       small_.push_back({SmallToF32(l.input_layernorm), SmallToF32(l.post_attention_layernorm),
                         SmallToF32(l.q_bias), SmallToF32(l.k_bias), SmallToF32(l.v_bias),
-                        SmallToF32(l.q_norm), SmallToF32(l.k_norm)});
+                        SmallToF32(l.q_norm), SmallToF32(l.k_norm), SmallToF32(l.o_bias)});
     }
   }
 
@@ -271,6 +271,7 @@ absl::Status CpuModel::Forward(const ForwardBatch& batch, std::vector<float>* lo
     Attention(l, batch);
     ParallelMatMul(attn_.data(), m, w.o_proj, x_.data(), /*accumulate=*/true);
     ParallelTokens(m, [&](int t) {
+      if (!w.o_bias.empty()) AddInPlace(&x_[size_t(t) * h], small_[l].o_bias.data(), h);
       RmsNorm(&x_[size_t(t) * h], small_[l].post_norm.data(), h, eps, &xn_[size_t(t) * h]);
     });
     Mlp(l, m);
@@ -343,8 +344,12 @@ void CpuModel::Attention(int layer, const ForwardBatch& batch) {
       const int t = int(item / kv_heads), g = int(item % kv_heads);
       const int s = token_sequence_[t];
       const size_t offset = size_t(t) * q_dim + size_t(g) * group * hd;
-      AttendGroup(kv, &batch.block_indices[batch.block_indptr[s]], batch.positions[t], g,
-                  &q_[offset], group, scale, scratch.data(), &attn_[offset]);
+      const int position = batch.positions[t];
+      // Mistral's sliding window: a token sees itself and the window - 1 tokens before it.
+      const int first =
+          cfg_.sliding_window > 0 ? std::max(0, position - cfg_.sliding_window + 1) : 0;
+      AttendGroup(kv, &batch.block_indices[batch.block_indptr[s]], first, position, g, &q_[offset],
+                  group, scale, scratch.data(), &attn_[offset]);
     }
   });
 }

@@ -1,5 +1,6 @@
 #include "worker/backend/cpu/reference_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -129,21 +130,23 @@ std::vector<std::vector<double>> ReferenceModel::Forward(std::span<const int32_t
       Vec attn(size_t(c.num_heads) * hd, 0.0);
       for (int h = 0; h < c.num_heads; ++h) {
         const int kvh = h / group;  // HF repeat_kv: consecutive query heads share a KV head
-        Vec scores(t + 1);
+        // Mistral's sliding window: positions (t - window, t].
+        const int first = c.sliding_window > 0 ? std::max(0, t - c.sliding_window + 1) : 0;
+        Vec scores(t + 1, -INFINITY);
         double max_score = -INFINITY;
-        for (int p = 0; p <= t; ++p) {
+        for (int p = first; p <= t; ++p) {
           double s = 0;
           for (int i = 0; i < hd; ++i) s += q[t][h * hd + i] * k[p][kvh * hd + i];
           scores[p] = s / std::sqrt(double(hd));
           max_score = std::max(max_score, scores[p]);
         }
         double sum = 0;
-        for (double& s : scores) sum += (s = std::exp(s - max_score));
-        for (int p = 0; p <= t; ++p) {
+        for (double& s : scores) sum += (s = std::exp(s - max_score));  // exp(-inf) = 0
+        for (int p = first; p <= t; ++p) {
           for (int i = 0; i < hd; ++i) attn[h * hd + i] += scores[p] / sum * v[p][kvh * hd + i];
         }
       }
-      const Vec o = Linear(w.o_proj, attn);
+      const Vec o = Linear(w.o_proj, attn, &w.o_bias);
       for (int i = 0; i < hidden; ++i) x[t][i] += o[i];
       Vec xn = x[t];
       RmsNormInPlace(xn, 0, hidden, w.post_attention_layernorm, c.rms_norm_eps);

@@ -146,6 +146,7 @@ model::ModelWeights MakeRandomModel(const model::ModelConfig& config, uint64_t s
       L.k_norm = b.Norm(config.head_dim);
     }
     L.o_proj = b.Linear(h, q);
+    if (config.o_proj_bias) L.o_bias = b.Make({h}, 0.0, 0.3);
     L.post_attention_layernorm = b.Norm(h);
     L.gate_proj = b.Linear(inter, h);
     L.up_proj = b.Linear(inter, h);
