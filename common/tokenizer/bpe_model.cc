@@ -66,6 +66,21 @@ BpeModel::BpeModel(const std::array<uint32_t, 256>& byte_ids, const std::vector<
     const uint64_t key = (uint64_t{merge.left} << 32) | merge.right;
     pairs_.try_emplace(key, (uint64_t{rank} << 32) | merge.merged);
   }
+  if (!ignore_merges_) {
+    // Keep only the tokens that merging their own bytes reproduces: for those, the whole-word
+    // lookup is exactly what merging would give, and it spares most words of natural text the
+    // merge loop and the locked cache alike.
+    std::vector<uint32_t> ids;
+    for (auto it = words_.begin(); it != words_.end();) {
+      ids.clear();
+      MergeWord(it->first, &ids);
+      if (ids.size() == 1 && ids[0] == it->second) {
+        ++it;
+      } else {
+        words_.erase(it++);
+      }
+    }
+  }
 }
 
 BpeModel::~BpeModel() = default;
@@ -81,12 +96,10 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<uint32_t>* ids) con
     ids->push_back(byte_ids_[static_cast<unsigned char>(word[0])]);
     return;
   }
-  if (ignore_merges_) {
-    const auto it = words_.find(absl::string_view(word.data(), word.size()));
-    if (it != words_.end()) {
-      ids->push_back(it->second);
-      return;
-    }
+  if (const auto it = words_.find(absl::string_view(word.data(), word.size()));
+      it != words_.end()) {
+    ids->push_back(it->second);
+    return;
   }
   if (word.size() > kMaxCachedWordBytes) {
     MergeWord(word, ids);

@@ -32,8 +32,9 @@ class BpeModel {
  public:
   // byte_ids[b]: the id of the token for the single byte b.
   // merges: in rank order (rank = index). A repeated pair keeps its first (lowest) rank.
-  // words: raw bytes -> id of every vocabulary token, used when ignore_merges is set (a piece
-  //   that is a whole token is emitted as it is, before any merging).
+  // words: raw bytes -> id of every vocabulary token. With ignore_merges, a piece that is a
+  //   whole token is emitted as it is, before any merging (Hugging Face's rule). Without it,
+  //   only tokens that merging reproduces are kept, so the lookup is a pure shortcut.
   BpeModel(const std::array<uint32_t, 256>& byte_ids, const std::vector<Merge>& merges,
            absl::flat_hash_map<std::string, uint32_t> words, bool ignore_merges);
   ~BpeModel();
@@ -63,7 +64,7 @@ class BpeModel {
   std::array<uint32_t, 256> byte_ids_;
   // (left << 32 | right) -> (rank << 32 | merged).
   absl::flat_hash_map<uint64_t, uint64_t> pairs_;
-  absl::flat_hash_map<std::string, uint32_t> words_;
+  absl::flat_hash_map<std::string, uint32_t> words_;  // see the constructor
   bool ignore_merges_;
 
   // Merging is the costly step and natural text repeats its words, so results are cached.

@@ -66,6 +66,13 @@ TEST(PretokenizerTest, UnicodeLetters) {
   EXPECT_THAT(Pieces(p, "a\u3000b"), ElementsAre("a", "\u3000b"));
 }
 
+// \s is what Hugging Face's regex engine (Oniguruma) takes it to be, the White_Space property:
+// U+0085 (NEL) is a space, U+FEFF (zero-width no-break space) is not.
+TEST(PretokenizerTest, WhitespaceIsTheWhiteSpaceProperty) {
+  EXPECT_THAT(Pieces(SplitPattern::kLlama3, "\u0085't"), ElementsAre("\u0085", "'t"));
+  EXPECT_THAT(Pieces(SplitPattern::kLlama3, "\ufeff'S"), ElementsAre("\ufeff'", "S"));
+}
+
 TEST(PretokenizerTest, Gpt2) {
   const auto p = SplitPattern::kGpt2;
   EXPECT_THAT(Pieces(p, "Hello world's 123 !!  x"),

@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -121,6 +122,14 @@ bool Run(const std::string& name, const std::string& text, int runs, Result* res
   return true;
 }
 
+// Other work on the machine skews one-thread timings; the report says how busy it was.
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one_minute;
+  in >> one_minute;
+  return one_minute.empty() ? "unknown" : one_minute;
+}
+
 std::string CpuModel() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {
@@ -154,6 +163,7 @@ int main(int argc, char** argv) {
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }
   }
+  const std::string load_at_start = LoadAverage();
   const std::string text = EnglishText(static_cast<size_t>(text_mb * 1e6));
   if (text.empty()) {
     std::fprintf(stderr, "bench tokenizer: no English text found under /usr/share\n");
@@ -204,10 +214,11 @@ int main(int argc, char** argv) {
     std::string md = "## tokenizer\n\n";
     absl::StrAppendFormat(&md,
                           "Command: `scripts/bench tokenizer` (build/bin/kvc_bench_tokenizer)  \n"
-                          "CPU: %s, one thread  \n"
+                          "CPU: %s (%d cores, load average %s at start), one thread  \n"
                           "Text: %.2f MB of English license texts (/usr/share/common-licenses, "
                           "/usr/share/doc/*/copyright); median of %d runs after a cold one\n\n",
-                          CpuModel(), text.size() / 1e6, runs);
+                          CpuModel(), std::thread::hardware_concurrency(), load_at_start,
+                          text.size() / 1e6, runs);
     md +=
         "| tokenizer | encode MB/s | goal | cold encode MB/s | decode MB/s | tokens | "
         "load s | round trip |\n|---|---|---|---|---|---|---|---|\n";

@@ -182,14 +182,12 @@ absl::Status ReadModel(const Reader& reader, const Json& root, TokenizerParts* p
   absl::StatusOr<bool> ignore_merges = reader.Bool(*model, "ignore_merges", "model", false);
   if (!ignore_merges.ok()) return ignore_merges.status();
   absl::flat_hash_map<std::string, uint32_t> words;
-  if (*ignore_merges) {
-    words.reserve(parts->ids.size());
-    for (uint32_t id = 0; id < parts->ids.size(); ++id) {
-      const TokenizerParts::IdInfo& info = parts->ids[id];
-      std::string bytes;
-      if (info.known && ByteLevelAlphabet::DecodeToken(info.spelling, &bytes)) {
-        words.try_emplace(std::move(bytes), id);
-      }
+  words.reserve(parts->ids.size());
+  for (uint32_t id = 0; id < parts->ids.size(); ++id) {
+    const TokenizerParts::IdInfo& info = parts->ids[id];
+    std::string bytes;
+    if (info.known && ByteLevelAlphabet::DecodeToken(info.spelling, &bytes)) {
+      words.try_emplace(std::move(bytes), id);
     }
   }
   parts->model = std::make_unique<BpeModel>(byte_ids, merge_list, std::move(words), *ignore_merges);
