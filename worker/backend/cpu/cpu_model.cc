@@ -135,19 +135,33 @@ class CpuModel final : public Backend {
   void Attention(int layer, const ForwardBatch& batch);
   void Mlp(int layer, int m);
 
+  // Runs f(thread_index, num_threads) on the pool, or as f(0, 1) on the calling thread when
+  // `work` (about one multiply-add per unit) is too small to pay for waking the other threads:
+  // a handoff costs microseconds on an idle machine and far more on a loaded one.
+  template <typename F>
+  void RunParallel(int64_t work, F&& f) {
+    constexpr int64_t kMinParallelWork = int64_t(1) << 17;
+    if (work < kMinParallelWork) {
+      f(0, 1);
+    } else {
+      pool_.Run(f);
+    }
+  }
+
   // out[t][r] (+)= x[t] . w[r] for all rows of w, rows split between the threads.
   void ParallelMatMul(const float* x, int m, const TensorView& w, float* out, bool accumulate) {
     const int64_t rows = w.shape[0], k = w.shape[1];
-    pool_.Run([&](int tid, int n) {
+    RunParallel(rows * k * m, [&](int tid, int n) {
       const Range r = SplitRange(rows, tid, n, 16);
       MatMul(x, k, m, w.data, w.dtype, k, r.begin, r.end, out, rows, accumulate);
     });
   }
 
-  // Applies `fn(t)` to every token t < m, tokens split between the threads.
+  // Applies `fn(t)` to every token t < m, tokens split between the threads; `cost` is the
+  // work per token in multiply-adds.
   template <typename F>
-  void ParallelTokens(int m, F&& fn) {
-    pool_.Run([&](int tid, int n) {
+  void ParallelTokens(int m, int64_t cost, F&& fn) {
+    RunParallel(m * cost, [&](int tid, int n) {
       const Range r = SplitRange(m, tid, n, 1);
       for (int64_t t = r.begin; t < r.end; ++t) fn(int(t));
     });
@@ -243,7 +257,7 @@ absl::Status CpuModel::Forward(const ForwardBatch& batch, std::vector<float>* lo
 
   const TensorView& embed = weights_.embed_tokens;
   const size_t embed_row_bytes = size_t(h) * ElementBytes(embed.dtype);
-  ParallelTokens(m, [&](int t) {
+  ParallelTokens(m, h + hd * 8, [&](int t) {
     ToF32(static_cast<const uint8_t*>(embed.data) + size_t(batch.token_ids[t]) * embed_row_bytes,
           embed.dtype, h, &x_[size_t(t) * h]);
     RopeAngles(inv_freq_, batch.positions[t], &rope_cos_[size_t(t) * hd / 2],
@@ -253,11 +267,11 @@ absl::Status CpuModel::Forward(const ForwardBatch& batch, std::vector<float>* lo
   const float eps = float(cfg_.rms_norm_eps);
   for (int l = 0; l < cfg_.num_layers; ++l) {
     const model::LayerWeights& w = weights_.layers[l];
-    ParallelTokens(m, [&](int t) {
+    ParallelTokens(m, 2 * h, [&](int t) {
       RmsNorm(&x_[size_t(t) * h], small_[l].input_norm.data(), h, eps, &xn_[size_t(t) * h]);
     });
     // q, k and v in one parallel region: their rows are split as one range of rows.
-    pool_.Run([&](int tid, int n) {
+    RunParallel((q_dim + 2 * kv_dim) * h * m, [&](int tid, int n) {
       const Range r = SplitRange(q_dim + 2 * kv_dim, tid, n, 16);
       const auto part = [&](const TensorView& wt, int64_t first, int64_t rows, float* out) {
         const int64_t b = std::max(r.begin - first, int64_t(0));
@@ -270,7 +284,7 @@ absl::Status CpuModel::Forward(const ForwardBatch& batch, std::vector<float>* lo
     });
     Attention(l, batch);
     ParallelMatMul(attn_.data(), m, w.o_proj, x_.data(), /*accumulate=*/true);
-    ParallelTokens(m, [&](int t) {
+    ParallelTokens(m, 3 * h, [&](int t) {
       if (!w.o_bias.empty()) AddInPlace(&x_[size_t(t) * h], small_[l].o_bias.data(), h);
       RmsNorm(&x_[size_t(t) * h], small_[l].post_norm.data(), h, eps, &xn_[size_t(t) * h]);
     });
@@ -306,7 +320,7 @@ void CpuModel::Attention(int layer, const ForwardBatch& batch) {
   const float eps = float(cfg_.rms_norm_eps);
   // Bias, per-head norm, RoPE, then the KV write: every new token's K/V must be in the cache
   // before any token attends (a prefill token attends to the new tokens before it).
-  ParallelTokens(m, [&](int t) {
+  ParallelTokens(m, 4 * (q_dim + kv_dim), [&](int t) {
     float* q = &q_[size_t(t) * q_dim];
     float* k = &k_[size_t(t) * kv_dim];
     float* v = &v_[size_t(t) * kv_dim];
@@ -337,7 +351,7 @@ void CpuModel::Attention(int layer, const ForwardBatch& batch) {
   for (int c : batch.context_lens) max_context = std::max(max_context, c);
   std::atomic<int64_t> next{0};
   const int64_t items = int64_t(m) * kv_heads;
-  pool_.Run([&](int tid, int) {
+  RunParallel(items * group * max_context * hd * 2, [&](int tid, int) {
     std::vector<float>& scratch = attention_scratch_[tid];
     scratch.resize(size_t(group) * max_context);
     for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
@@ -359,7 +373,7 @@ void CpuModel::Mlp(int layer, int m) {
   const int64_t h = cfg_.hidden_size, inter = cfg_.intermediate_size;
   // Each thread computes gate and up for the same slice of the intermediate features, so it
   // can apply SwiGLU to its slice without waiting for the others.
-  pool_.Run([&](int tid, int n) {
+  RunParallel(2 * inter * h * m, [&](int tid, int n) {
     const Range r = SplitRange(inter, tid, n, 16);
     if (r.begin >= r.end) return;
     MatMul(xn_.data(), h, m, w.gate_proj.data, w.gate_proj.dtype, h, r.begin, r.end, gate_.data(),
