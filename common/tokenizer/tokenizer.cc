@@ -24,8 +24,9 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
 
   std::vector<uint32_t> Encode(std::string_view text, bool add_special_tokens) const override {
     std::vector<uint32_t> ids;
-    ids.reserve(text.size() / 4 + 8);
-    if (add_special_tokens) ids = parts_.prefix_ids;
+    // English averages about four bytes a token.
+    ids.reserve(text.size() / 4 + parts_.prefix_ids.size() + parts_.suffix_ids.size() + 8);
+    if (add_special_tokens) ids.assign(parts_.prefix_ids.begin(), parts_.prefix_ids.end());
     size_t pos = 0;
     tokenizer_internal::AddedVocabulary::Match match;
     while (pos < text.size() && parts_.added.FindNext(text, pos, &match)) {
