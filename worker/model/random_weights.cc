@@ -1,5 +1,6 @@
 #include "worker/model/random_weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -45,6 +46,18 @@ TensorInitializer::TensorInitializer(const TensorSpec& spec, const ModelConfig& 
     case TensorKind::kLinear:
       scale_ = float(1.0 / std::sqrt(double(spec.shape[1])));
       break;
+    case TensorKind::kResidualOut: {
+      // With tied embeddings the current token's embedding sits in the residual stream and
+      // is also its own output row: unless the layers outweigh it, every model just repeats
+      // its last token. Its logit advantage is about output_scale / (gain * sqrt(2 * layers))
+      // standard deviations; the gain holds it near one half.
+      const double gain =
+          config.tie_word_embeddings
+              ? std::max(1.0, 2.0 * options.output_scale / std::sqrt(2.0 * config.num_layers))
+              : 1.0;
+      scale_ = float(gain / std::sqrt(double(spec.shape[1])));
+      break;
+    }
     case TensorKind::kNorm:
       mean_ = 1.0f;
       scale_ = 0.1f;

@@ -6,6 +6,9 @@
 //
 // Initialisation (chosen so random models decode stably, not flat):
 //   linear weights  N(0, 1/in_features)    keeps every activation at unit scale
+//   o_proj, down_proj  the same times a gain: 1, or max(1, 2 output_scale / sqrt(2 layers))
+//                   when tied, so the layers outweigh the token's own embedding in the
+//                   residual stream (otherwise a tied random model repeats its last token)
 //   norm weights    1 + N(0, 0.1^2)        near identity, but a backend that skips them differs
 //   biases          N(0, 0.1^2)
 //   lm_head         N(0, (output_scale)^2 / hidden): logits after the final RMSNorm have a

@@ -36,7 +36,8 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config) {
     if (config.attention_bias) {
       add("self_attn.v_proj.bias", {kv_dim}, TensorKind::kBias, &LayerWeights::v_bias);
     }
-    add("self_attn.o_proj.weight", {hidden, q_dim}, TensorKind::kLinear, &LayerWeights::o_proj);
+    add("self_attn.o_proj.weight", {hidden, q_dim}, TensorKind::kResidualOut,
+        &LayerWeights::o_proj);
     if (config.o_proj_bias) {
       add("self_attn.o_proj.bias", {hidden}, TensorKind::kBias, &LayerWeights::o_bias);
     }
@@ -48,7 +49,8 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& config) {
         &LayerWeights::post_attention_layernorm);
     add("mlp.gate_proj.weight", {inter, hidden}, TensorKind::kLinear, &LayerWeights::gate_proj);
     add("mlp.up_proj.weight", {inter, hidden}, TensorKind::kLinear, &LayerWeights::up_proj);
-    add("mlp.down_proj.weight", {hidden, inter}, TensorKind::kLinear, &LayerWeights::down_proj);
+    add("mlp.down_proj.weight", {hidden, inter}, TensorKind::kResidualOut,
+        &LayerWeights::down_proj);
   }
   add_model("model.norm.weight", {hidden}, TensorKind::kNorm, &ModelWeights::norm);
   if (!config.tie_word_embeddings) {

@@ -14,7 +14,8 @@
 namespace kvc::model {
 
 // What a tensor is, which decides how the generator initialises it.
-enum class TensorKind { kEmbedding, kLmHead, kLinear, kBias, kNorm };
+// kResidualOut: o_proj and down_proj, whose outputs are added to the residual stream.
+enum class TensorKind { kEmbedding, kLmHead, kLinear, kResidualOut, kBias, kNorm };
 
 struct TensorSpec {
   std::string name;  // e.g. "model.layers.3.self_attn.q_proj.weight"
