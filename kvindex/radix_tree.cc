@@ -1,6 +1,7 @@
 #include "kvindex/radix_tree.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,44 @@ constexpr NodeId kNoNode = UINT32_MAX;
 // A node switches from a linear child list to a hash index above this many children, and
 // back at half of it (hysteresis, so a node at the boundary does not flip back and forth).
 constexpr size_t kChildIndexThreshold = 8;
+
+// Length of the common prefix of a[0, n) and b[0, n). Requests run to thousands of blocks, so
+// whole chunks are compared with memcmp (vectorized by libc, whatever the build's ISA) and only
+// the chunk with the first difference element by element.
+size_t CommonPrefix(const uint64_t* a, const uint64_t* b, size_t n) {
+  constexpr size_t kChunk = 32;
+  size_t i = 0;
+  while (i + kChunk <= n && std::memcmp(a + i, b + i, kChunk * sizeof(uint64_t)) == 0) {
+    i += kChunk;
+  }
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+// How many leading elements of ours[0, limit) and theirs[0, limit) agree, for two stretches of
+// seq hashes at the same depths whose first elements are known to agree. Because each seq hash
+// commits to every block before it, agreement is monotone: if the hashes at some depth agree,
+// so do all before it (or 64-bit hashes collided, which the whole cluster already rules out).
+// So a binary search finds the first difference in O(log n) probes, and a request that follows
+// a node to its end costs one probe, however long the node.
+size_t AgreedPrefix(const uint64_t* ours, const uint64_t* theirs, size_t limit) {
+  if (limit == 0 || ours[limit - 1] == theirs[limit - 1]) return limit;
+  size_t low = 1;           // ours[low - 1] agrees
+  size_t high = limit - 1;  // ours[high] differs
+  while (low < high) {
+    const size_t middle = (low + high + 1) / 2;
+    if (ours[middle - 1] == theirs[middle - 1]) {
+      low = middle;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return low;
+}
+
+// Locations of hashes this far ahead are prefetched in loops over a chain: the location map
+// is far larger than the cache, and each block would otherwise wait for its own miss.
+constexpr size_t kPrefetchDistance = 8;
 
 template <typename Set>
 bool Contains(const Set& set, WorkerId worker) {
@@ -67,8 +106,8 @@ NodeId RadixTree::FindChild(NodeId id, uint64_t first_seq_hash) const {
     auto it = node.child_index->find(first_seq_hash);
     return it == node.child_index->end() ? kNoNode : it->second;
   }
-  for (NodeId child : node.children) {
-    if (nodes_[child].seq_hashes[0] == first_seq_hash) return child;
+  for (const ChildRef& child : node.children) {
+    if (child.first_seq_hash == first_seq_hash) return child.node;
   }
   return kNoNode;
 }
@@ -76,15 +115,18 @@ NodeId RadixTree::FindChild(NodeId id, uint64_t first_seq_hash) const {
 NodeId RadixTree::OnlyChild(NodeId id) const {
   const Node& node = nodes_[id];
   if (node.child_index) return node.child_index->begin()->second;
-  return node.children[0];
+  return node.children[0].node;
 }
 
 std::vector<NodeId> RadixTree::ChildrenOf(NodeId id) const {
   const Node& node = nodes_[id];
-  if (!node.child_index) return {node.children.begin(), node.children.end()};
   std::vector<NodeId> children;
-  children.reserve(node.child_index->size());
-  for (const auto& [first, child] : *node.child_index) children.push_back(child);
+  children.reserve(ChildCount(id));
+  if (node.child_index) {
+    for (const auto& [first, child] : *node.child_index) children.push_back(child);
+  } else {
+    for (const ChildRef& child : node.children) children.push_back(child.node);
+  }
   return children;
 }
 
@@ -95,10 +137,10 @@ void RadixTree::AddChild(NodeId parent, NodeId child) {
     node.child_index->emplace(nodes_[child].seq_hashes[0], child);
     return;
   }
-  node.children.push_back(child);
+  node.children.push_back({nodes_[child].seq_hashes[0], child});
   if (node.children.size() > kChildIndexThreshold) {
     node.child_index = std::make_unique<ChildIndex>();
-    for (NodeId c : node.children) node.child_index->emplace(nodes_[c].seq_hashes[0], c);
+    for (const ChildRef& c : node.children) node.child_index->emplace(c.first_seq_hash, c.node);
     node.children.clear();
     node.children.shrink_to_fit();
   }
@@ -109,12 +151,13 @@ void RadixTree::RemoveChild(NodeId parent, NodeId child) {
   if (node.child_index) {
     node.child_index->erase(nodes_[child].seq_hashes[0]);
     if (node.child_index->size() <= kChildIndexThreshold / 2) {
-      for (const auto& [first, c] : *node.child_index) node.children.push_back(c);
+      for (const auto& [first, c] : *node.child_index) node.children.push_back({first, c});
       node.child_index.reset();
     }
     return;
   }
-  auto it = std::find(node.children.begin(), node.children.end(), child);
+  auto it = std::find_if(node.children.begin(), node.children.end(),
+                         [child](const ChildRef& c) { return c.node == child; });
   KVC_CHECK(it != node.children.end(), "child missing from its parent");
   *it = node.children.back();
   node.children.pop_back();
@@ -127,15 +170,18 @@ void RadixTree::ReplaceChild(NodeId parent, NodeId from, NodeId to) {
     (*node.child_index)[nodes_[to].seq_hashes[0]] = to;
     return;
   }
-  auto it = std::find(node.children.begin(), node.children.end(), from);
+  auto it = std::find_if(node.children.begin(), node.children.end(),
+                         [from](const ChildRef& c) { return c.node == from; });
   KVC_CHECK(it != node.children.end(), "child missing from its parent");
-  *it = to;
+  KVC_CHECK(it->first_seq_hash == nodes_[to].seq_hashes[0], "replacement starts elsewhere");
+  it->node = to;
 }
 
 // Points the locations of seq_hashes[begin, end) of `id` at `id`.
 void RadixTree::Relocate(NodeId id, size_t begin, size_t end) {
   const Node& node = nodes_[id];
   for (size_t i = begin; i < end; ++i) {
+    if (i + kPrefetchDistance < end) locations_.prefetch(node.seq_hashes[i + kPrefetchDistance]);
     auto it = locations_.find(node.seq_hashes[i]);
     KVC_CHECK(it != locations_.end(), "block missing from the location map");
     it->second.node = id;
@@ -215,7 +261,11 @@ NodeId RadixTree::MergeWithChild(NodeId id) {
 void RadixTree::Normalize(NodeId id) {
   while (id != kRoot && nodes_[id].workers.empty() && ChildCount(id) == 0) {
     const NodeId parent = nodes_[id].parent;
-    for (uint64_t seq_hash : nodes_[id].seq_hashes) locations_.erase(seq_hash);
+    const std::vector<uint64_t>& gone = nodes_[id].seq_hashes;
+    for (size_t i = 0; i < gone.size(); ++i) {
+      if (i + kPrefetchDistance < gone.size()) locations_.prefetch(gone[i + kPrefetchDistance]);
+      locations_.erase(gone[i]);
+    }
     RemoveChild(parent, id);
     FreeNode(id);
     id = parent;
@@ -266,7 +316,11 @@ size_t RadixTree::AppendChain(WorkerId worker, NodeId node, int64_t offset,
   uint32_t depth = made.start_depth + static_cast<uint32_t>(made.seq_hashes.size());
   size_t appended = 0;
   made.seq_hashes.reserve(made.seq_hashes.size() + seq_hashes.size());
-  for (uint64_t seq_hash : seq_hashes) {
+  for (size_t i = 0; i < seq_hashes.size(); ++i) {
+    const uint64_t seq_hash = seq_hashes[i];
+    if (i + kPrefetchDistance < seq_hashes.size()) {
+      locations_.prefetch(seq_hashes[i + kPrefetchDistance]);
+    }
     if (!locations_.try_emplace(seq_hash, Location{target, depth}).second) {
       *inconsistent = true;
       break;
@@ -319,11 +373,9 @@ RadixTree::StoreOutcome RadixTree::Store(WorkerId worker, std::optional<uint64_t
     }
     // Follow the request along this node as far as it agrees.
     const Node& along = nodes_[next];
-    size_t run = 1;
-    while (i + run < seq_hashes.size() && next_offset + run < along.seq_hashes.size() &&
-           along.seq_hashes[next_offset + run] == seq_hashes[i + run]) {
-      ++run;
-    }
+    const size_t run =
+        CommonPrefix(along.seq_hashes.data() + next_offset, seq_hashes.data() + i,
+                     std::min(seq_hashes.size() - i, along.seq_hashes.size() - next_offset));
     if (Contains(along.workers, worker)) {
       outcome.duplicates += run;
       node = next;
@@ -390,7 +442,7 @@ void RadixTree::CollectRuns(WorkerId worker, std::vector<Run>* runs) const {
     if (node.child_index) {
       for (const auto& [first, child] : *node.child_index) stack.push_back(child);
     } else {
-      stack.insert(stack.end(), node.children.begin(), node.children.end());
+      for (const ChildRef& child : node.children) stack.push_back(child.node);
     }
   }
 }
@@ -423,10 +475,8 @@ void RadixTree::FindMatches(std::span<const uint64_t> seq_hashes, std::span<cons
     const Node& node = nodes_[id];
     const size_t length = node.seq_hashes.size();
     const size_t limit = std::min(length, seq_hashes.size() - position);
-    const uint64_t* ours = node.seq_hashes.data();
-    const uint64_t* theirs = seq_hashes.data() + position;
-    size_t agreed = 0;
-    while (agreed < limit && ours[agreed] == theirs[agreed]) ++agreed;
+    const size_t agreed = AgreedPrefix(node.seq_hashes.data(), seq_hashes.data() + position, limit);
+
     if (agreed < length || position + length == seq_hashes.size()) {
       for (WorkerId worker : active) emit(worker, position + agreed);
       break;
@@ -463,7 +513,7 @@ uint64_t RadixTree::MemoryBytes() const {
   for (const Node& node : nodes_) {
     bytes += node.seq_hashes.capacity() * sizeof(uint64_t);
     if (node.workers.capacity() > 4) bytes += node.workers.capacity() * sizeof(WorkerId);
-    if (node.children.capacity() > 2) bytes += node.children.capacity() * sizeof(NodeId);
+    if (node.children.capacity() > 2) bytes += node.children.capacity() * sizeof(ChildRef);
     if (node.child_index) {
       bytes += sizeof(ChildIndex) +
                node.child_index->bucket_count() * (sizeof(std::pair<uint64_t, NodeId>) + 1);

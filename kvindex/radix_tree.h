@@ -84,12 +84,17 @@ class RadixTree {
  private:
   using WorkerSet = absl::InlinedVector<WorkerId, 4>;  // sorted, unique
   using ChildIndex = absl::flat_hash_map<uint64_t, NodeId>;
+  struct ChildRef {
+    uint64_t first_seq_hash;
+    NodeId node;
+  };
   struct Node {
     std::vector<uint64_t> seq_hashes;
     WorkerSet workers;
     // Children live in `children` until there are many, then in `child_index` (keyed by the
-    // child's first seq hash) and `children` is empty.
-    absl::InlinedVector<NodeId, 2> children;
+    // child's first seq hash) and `children` is empty. The first hash is kept beside the id so
+    // that finding a child reads no child node (a cache miss each).
+    absl::InlinedVector<ChildRef, 2> children;
     std::unique_ptr<ChildIndex> child_index;
     NodeId parent = 0;
     uint32_t start_depth = 0;  // depth of seq_hashes[0]; the root's children start at 0

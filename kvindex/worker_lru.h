@@ -17,6 +17,7 @@ namespace kvc::kvindex::internal {
 class WorkerLru {
  public:
   size_t size() const { return slot_of_.size(); }
+  bool Contains(uint64_t seq_hash) const { return slot_of_.contains(seq_hash); }
 
   // Makes the block the most recently used (adding it when absent).
   void Touch(uint64_t seq_hash) {

@@ -1,0 +1,170 @@
+#include "kvindex/bench/replay.h"
+
+#include <malloc.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+
+#include "absl/container/flat_hash_map.h"
+#include "kvindex/bench/simulated_worker.h"
+
+namespace kvc::kvindex::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+double Percentile(std::vector<double>& values, double fraction) {
+  if (values.empty()) return 0;
+  const size_t rank = std::min(values.size() - 1, static_cast<size_t>(fraction * values.size()));
+  std::nth_element(values.begin(), values.begin() + rank, values.end());
+  return values[rank];
+}
+
+uint64_t MallocInUse() {
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
+
+double PeakRssMb() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;
+}
+
+}  // namespace
+
+double IdealHitRate(const std::vector<TraceRequest>& trace, uint32_t block_size) {
+  // Hash ids chain (equal ids at a position mean equal prefixes), so it is enough to know, per
+  // id, how many of its blocks any earlier request had in full.
+  const uint32_t blocks_per_id = kTraceTokensPerHashId / block_size;
+  absl::flat_hash_map<uint64_t, uint32_t> seen_blocks;
+  uint64_t total = 0;
+  uint64_t hits = 0;
+  for (const TraceRequest& request : trace) {
+    const size_t full_blocks = request.input_tokens / block_size;
+    bool leading = true;
+    for (size_t p = 0; p < request.hash_ids.size(); ++p) {
+      const size_t here = std::min<size_t>(
+          blocks_per_id, full_blocks > p * blocks_per_id ? full_blocks - p * blocks_per_id : 0);
+      if (here == 0) break;
+      total += here;
+      uint32_t& seen = seen_blocks[request.hash_ids[p]];
+      if (leading) {
+        hits += std::min<size_t>(here, seen);
+        leading = seen >= here && here == blocks_per_id;
+      }
+      seen = std::max<uint32_t>(seen, static_cast<uint32_t>(here));
+    }
+  }
+  return total ? double(hits) / total : 0;
+}
+
+ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayConfig& config) {
+  ReplayResult result;
+  result.workers = config.workers;
+  const Clock::time_point wall_start = Clock::now();
+  std::unique_ptr<PrefixIndex> index = NewPrefixIndex();
+  std::vector<SimulatedWorker> workers(config.workers, SimulatedWorker(config.capacity_blocks));
+  std::vector<double> queued_blocks(config.workers, 0);
+  std::vector<uint32_t> matched_by_worker(config.workers, 0);
+  std::vector<double> lookup_us;
+  std::vector<double> event_us;
+  lookup_us.reserve(trace.size());
+  std::vector<uint64_t> seq_hashes;
+  std::vector<uint64_t> local_hashes;
+  std::vector<WorkerMatch> matches;
+  AdmitEvents events;
+  Clock::duration in_index{};
+  int64_t last_ms = trace.empty() ? 0 : trace.front().timestamp_ms;
+
+  for (size_t r = 0; r < trace.size(); ++r) {
+    const TraceRequest& request = trace[r];
+    ExpandRequest(request, config.block_size, &seq_hashes, &local_hashes);
+    if (seq_hashes.empty()) continue;
+    ++result.requests;
+    const double elapsed_s = (request.timestamp_ms - last_ms) / 1000.0 / config.speedup;
+    last_ms = request.timestamp_ms;
+    for (double& queued : queued_blocks) {
+      queued = std::max(0.0, queued - elapsed_s * config.prefill_blocks_per_second);
+    }
+
+    Clock::time_point start = Clock::now();
+    index->FindMatches(seq_hashes, &matches);
+    Clock::duration took = Clock::now() - start;
+    in_index += took;
+    lookup_us.push_back(Seconds(took) * 1e6);
+    ++result.lookups;
+
+    // Route: least queued-plus-new prefill work; ties go to the lower worker id.
+    std::fill(matched_by_worker.begin(), matched_by_worker.end(), 0);
+    for (const WorkerMatch& match : matches) matched_by_worker[match.worker] = match.matched_blocks;
+    uint32_t chosen = 0;
+    double best_cost = std::numeric_limits<double>::infinity();
+    for (uint32_t w = 0; w < config.workers; ++w) {
+      const double cost = queued_blocks[w] + double(seq_hashes.size() - matched_by_worker[w]);
+      if (cost < best_cost) {
+        best_cost = cost;
+        chosen = w;
+      }
+    }
+    SimulatedWorker& worker = workers[chosen];
+    const size_t hits = worker.LeadingHits(seq_hashes);
+    if (hits != matched_by_worker[chosen]) ++result.mispredicted;
+    result.request_blocks += seq_hashes.size();
+    result.hit_blocks += hits;
+    queued_blocks[chosen] += double(seq_hashes.size() - hits);
+
+    worker.Admit(seq_hashes, local_hashes, &events);
+    if (!events.removed.empty()) {
+      start = Clock::now();
+      const absl::Status status = index->ApplyRemoved(chosen, events.removed);
+      took = Clock::now() - start;
+      in_index += took;
+      event_us.push_back(Seconds(took) * 1e6);
+      if (!status.ok()) ++result.anomalies;
+      result.removed_blocks += events.removed.size();
+    }
+    for (const StoredEvent& stored : events.stored) {
+      start = Clock::now();
+      const absl::Status status = index->ApplyStored(chosen, stored.parent_seq_hash, stored.blocks);
+      took = Clock::now() - start;
+      in_index += took;
+      event_us.push_back(Seconds(took) * 1e6);
+      if (!status.ok()) ++result.anomalies;
+      result.stored_blocks += stored.blocks.size();
+    }
+    if ((r + 1) % 2000 == 0) {
+      std::fprintf(stderr, "  %u workers: %zu/%zu requests\n", config.workers, r + 1, trace.size());
+    }
+  }
+
+  result.index_seconds = Seconds(in_index);
+  result.find_matches_p50_us = Percentile(lookup_us, 0.50);
+  result.find_matches_p99_us = Percentile(lookup_us, 0.99);
+  result.find_matches_max_us =
+      lookup_us.empty() ? 0 : *std::max_element(lookup_us.begin(), lookup_us.end());
+  result.event_p99_us = Percentile(event_us, 0.99);
+  result.stats = index->GetStats();
+  for (uint32_t w = 0; w < config.workers; ++w) {
+    const WorkerSummary summary = index->GetWorkerSummary(w);
+    result.anomalies += summary.orphan_stores + summary.duplicate_stores +
+                        summary.unknown_removals + summary.inconsistent_stores;
+    if (summary.blocks.num_blocks != workers[w].size()) ++result.anomalies;
+  }
+  result.peak_rss_mb = PeakRssMb();
+  // What the index holds on the heap: in use with it, minus in use once it is gone (the
+  // simulated workers stay alive across both readings).
+  const uint64_t malloc_with_index = MallocInUse();
+  index.reset();
+  const uint64_t malloc_without_index = MallocInUse();
+  result.malloc_index_bytes = malloc_with_index - malloc_without_index;
+  result.wall_seconds = Seconds(Clock::now() - wall_start);
+  return result;
+}
+
+}  // namespace kvc::kvindex::bench
