@@ -148,12 +148,26 @@ class CpuModel final : public Backend {
     }
   }
 
+  // Calls fn(begin, end) over [0, n) in chunks that threads take as they come, so a thread
+  // that the OS deschedules (other processes share the cores) delays a step by one chunk,
+  // not by its whole share. About 8 chunks per thread, multiples of 16 rows.
+  template <typename F>
+  void ParallelChunks(int64_t n, int64_t work, F&& fn) {
+    const int64_t per = std::max<int64_t>(16, (n / (8 * pool_.num_threads()) + 15) / 16 * 16);
+    const int64_t chunks = (n + per - 1) / per;
+    std::atomic<int64_t> next{0};
+    RunParallel(work, [&](int, int) {
+      for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+        fn(c * per, std::min(n, (c + 1) * per));
+      }
+    });
+  }
+
   // out[t][r] (+)= x[t] . w[r] for all rows of w, rows split between the threads.
   void ParallelMatMul(const float* x, int m, const TensorView& w, float* out, bool accumulate) {
     const int64_t rows = w.shape[0], k = w.shape[1];
-    RunParallel(rows * k * m, [&](int tid, int n) {
-      const Range r = SplitRange(rows, tid, n, 16);
-      MatMul(x, k, m, w.data, w.dtype, k, r.begin, r.end, out, rows, accumulate);
+    ParallelChunks(rows, rows * k * m, [&](int64_t begin, int64_t end) {
+      MatMul(x, k, m, w.data, w.dtype, k, begin, end, out, rows, accumulate);
     });
   }
 
@@ -271,8 +285,8 @@ absl::Status CpuModel::Forward(const ForwardBatch& batch, std::vector<float>* lo
       RmsNorm(&x_[size_t(t) * h], small_[l].input_norm.data(), h, eps, &xn_[size_t(t) * h]);
     });
     // q, k and v in one parallel region: their rows are split as one range of rows.
-    RunParallel((q_dim + 2 * kv_dim) * h * m, [&](int tid, int n) {
-      const Range r = SplitRange(q_dim + 2 * kv_dim, tid, n, 16);
+    ParallelChunks(q_dim + 2 * kv_dim, (q_dim + 2 * kv_dim) * h * m, [&](int64_t rb, int64_t re) {
+      const Range r{rb, re};
       const auto part = [&](const TensorView& wt, int64_t first, int64_t rows, float* out) {
         const int64_t b = std::max(r.begin - first, int64_t(0));
         const int64_t e = std::min(r.end - first, rows);
@@ -371,11 +385,10 @@ void CpuModel::Attention(int layer, const ForwardBatch& batch) {
 void CpuModel::Mlp(int layer, int m) {
   const model::LayerWeights& w = weights_.layers[layer];
   const int64_t h = cfg_.hidden_size, inter = cfg_.intermediate_size;
-  // Each thread computes gate and up for the same slice of the intermediate features, so it
-  // can apply SwiGLU to its slice without waiting for the others.
-  RunParallel(2 * inter * h * m, [&](int tid, int n) {
-    const Range r = SplitRange(inter, tid, n, 16);
-    if (r.begin >= r.end) return;
+  // Each chunk computes gate and up for the same slice of the intermediate features, so SwiGLU
+  // applies to the slice without waiting for the other threads.
+  ParallelChunks(inter, 2 * inter * h * m, [&](int64_t begin, int64_t end) {
+    const Range r{begin, end};
     MatMul(xn_.data(), h, m, w.gate_proj.data, w.gate_proj.dtype, h, r.begin, r.end, gate_.data(),
            inter, false);
     MatMul(xn_.data(), h, m, w.up_proj.data, w.up_proj.dtype, h, r.begin, r.end, up_.data(), inter,
