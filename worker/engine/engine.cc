@@ -147,6 +147,7 @@ void Engine::Emit(Sequence* sequence, FinishReason reason, std::vector<RequestOu
   output->prompt_tokens = sequence->prompt_len;
   output->cached_prompt_tokens = std::max(sequence->cached_prompt_tokens, 0);
   output->completion_tokens = sequence->num_generated();
+  output->first_scheduled = sequence->first_scheduled;
   outputs->push_back(std::move(*output));
   if (reason != FinishReason::kNone) {
     active_ids_.erase(sequence->id);

@@ -45,6 +45,8 @@ struct RequestOutput {
   int prompt_tokens = 0;
   int cached_prompt_tokens = 0;
   int completion_tokens = 0;
+  // When the request first got a step; InfinitePast if it never did.
+  absl::Time first_scheduled = absl::InfinitePast();
 };
 
 struct EngineLoad {

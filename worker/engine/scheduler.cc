@@ -57,6 +57,7 @@ bool Scheduler::Admit(int* budget, std::vector<ScheduledChunk>* chunks) {
   const auto cached_blocks = blocks_->AllocateSequence(sequence->id, hashes, num_tokens);
   KVC_CHECK(cached_blocks.ok(), "allocation failed after BlocksNeeded said it fits");
   sequence->num_computed = *cached_blocks * blocks_->block_size();
+  if (sequence->first_scheduled == absl::InfinitePast()) sequence->first_scheduled = absl::Now();
   if (sequence->cached_prompt_tokens < 0) {
     sequence->cached_prompt_tokens = std::min(sequence->num_computed, sequence->prompt_len);
   }

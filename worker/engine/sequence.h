@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "common/block_hash.h"
 #include "worker/engine/block_manager.h"
 #include "worker/engine/sampler.h"
@@ -66,6 +67,8 @@ struct Sequence {
   const Sampler sampler;
 
   int num_computed = 0;
+  // When the scheduler first gave the sequence a step (absl::InfinitePast() before that).
+  absl::Time first_scheduled = absl::InfinitePast();
   // Prompt tokens found in the prefix cache at first admission (-1 before it).
   int cached_prompt_tokens = -1;
   int num_preemptions = 0;

@@ -1,0 +1,242 @@
+// kvc-worker: serves one model over gRPC (the Worker service of proto/kvcluster/v1) with a
+// paged KV cache, prefix caching and KV events for the router.
+//
+//   kvc-worker --model DIR [--listen 127.0.0.1:50051] [--kv-cache-memory 2GiB] ...
+//
+// Every tunable is a flag below with its default and a one-line doc; `--help` lists them.
+// Flags may be written with dashes or underscores.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/block_hash.h"
+#include "common/flags.h"
+#include "common/tokenizer/tokenizer.h"
+#include "worker/backend/cpu/cpu_backend.h"
+#include "worker/model/loader.h"
+#include "worker/server/engine_loop.h"
+#include "worker/server/event_hub.h"
+#include "worker/server/worker_service.h"
+
+ABSL_FLAG(std::string, model, "",
+          "Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).");
+ABSL_FLAG(std::string, backend, "cpu", "Forward-pass backend: cpu.");
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "host:port of the gRPC server; port 0 picks a free port (printed at start).");
+ABSL_FLAG(std::string, worker_id, "", "Name reported to the router; default: host:port.");
+ABSL_FLAG(std::string, model_identity, "",
+          "Identity mixed into every block hash; default: the model directory's name. Must "
+          "equal the router's --model-identity.");
+ABSL_FLAG(int32_t, block_size, kvc::kDefaultBlockSize, "Tokens per KV block.");
+ABSL_FLAG(uint64_t, hash_seed, kvc::kDefaultHashSeed, "Seed of the block hashes.");
+ABSL_FLAG(std::string, kv_cache_memory, "",
+          "KV cache size in bytes (suffixes KiB, MiB, GiB, KB, MB, GB); default: "
+          "--kv-cache-fraction of the memory available after loading the weights.");
+ABSL_FLAG(double, kv_cache_fraction, 0.3,
+          "Share of available memory for the KV cache when --kv-cache-memory is not given.");
+ABSL_FLAG(int32_t, max_num_seqs, 64, "Most sequences in one forward step.");
+ABSL_FLAG(int32_t, max_num_batched_tokens, 2048,
+          "Most new tokens in one forward step (long prompts are prefilled in chunks).");
+ABSL_FLAG(int32_t, max_context, 0,
+          "Longest prompt + generation accepted; 0: the model's max_position_embeddings.");
+ABSL_FLAG(int32_t, threads, 0, "Threads of the cpu backend; 0: one per online CPU.");
+ABSL_FLAG(int32_t, replay_events, 1 << 16,
+          "KV events kept for subscribers that resume from a seq; older ones need a snapshot.");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
+          "How often KV event streams carry a heartbeat (epoch, last seq, block count, digest).");
+ABSL_FLAG(bool, no_kv_cache, false,
+          "Recompute the whole sequence every step (same outputs, slower): to measure what the "
+          "KV cache buys.");
+ABSL_FLAG(bool, prefault, true, "Read all weights into memory at start, showing progress.");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
+          "On SIGTERM, how long in-flight requests may run before they are cancelled.");
+ABSL_FLAG(std::string, port_file, "", "Write the bound port to this file once serving.");
+
+namespace kvc {
+namespace {
+
+void Log(const std::string& message) { std::fprintf(stderr, "kvc-worker: %s\n", message.c_str()); }
+
+[[noreturn]] void Fail(const std::string& message) {
+  Log(message);
+  std::exit(1);
+}
+
+uint64_t MemAvailableBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+uint64_t RandomEpoch() {
+  std::random_device device;
+  return (uint64_t{device()} << 32) ^ device() ^ 1;  // never 0: 0 means "unknown epoch"
+}
+
+int Main(int argc, char** argv) {
+  NormalizeFlagNames(argc, argv);
+  absl::SetProgramUsageMessage(
+      "Serves a model over gRPC with a paged KV cache and KV events.\n"
+      "  kvc-worker --model DIR [--listen HOST:PORT] [--kv-cache-memory SIZE] ...");
+  absl::ParseCommandLine(argc, argv);
+
+  // Signals are taken by sigwait below, so every thread started later must block them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  if (model_dir.empty()) Fail("--model is required (a Hugging Face model directory)");
+  if (absl::GetFlag(FLAGS_backend) != "cpu") {
+    Fail(absl::StrCat("unknown --backend '", absl::GetFlag(FLAGS_backend), "' (available: cpu)"));
+  }
+  const int block_size = absl::GetFlag(FLAGS_block_size);
+  if (block_size <= 0 || block_size > 1024) Fail("--block-size must be in [1, 1024]");
+
+  model::LoadOptions load_options;
+  load_options.prefault = absl::GetFlag(FLAGS_prefault);
+  absl::Time last_progress = absl::InfinitePast();
+  load_options.progress = [&](uint64_t done, uint64_t total) {
+    if (absl::Now() - last_progress < absl::Milliseconds(500) && done != total) return;
+    last_progress = absl::Now();
+    Log(absl::StrCat("loading weights: ", FormatBytes(done), " / ", FormatBytes(total)));
+  };
+  absl::StatusOr<model::ModelWeights> weights = model::LoadModel(model_dir, load_options);
+  if (!weights.ok()) Fail(absl::StrCat("cannot load model: ", weights.status().ToString()));
+  const model::ModelConfig& config = weights->config;
+
+  std::unique_ptr<Tokenizer> tokenizer;
+  const std::filesystem::path tokenizer_path = std::filesystem::path(model_dir) / "tokenizer.json";
+  if (std::filesystem::exists(tokenizer_path)) {
+    auto loaded = Tokenizer::FromFile(tokenizer_path.string());
+    if (!loaded.ok()) Fail(absl::StrCat("cannot load tokenizer: ", loaded.status().ToString()));
+    tokenizer = std::move(*loaded);
+  } else {
+    Log("no tokenizer.json: only token-id prompts will be served");
+  }
+
+  backend::CpuBackendOptions backend_options;
+  backend_options.kv_cache.block_size = block_size;
+  backend_options.num_threads = absl::GetFlag(FLAGS_threads);
+  const uint64_t bytes_per_token = config.KvBytesPerToken(backend_options.kv_cache.dtype);
+  const uint64_t bytes_per_block = bytes_per_token * block_size;
+  uint64_t kv_bytes = 0;
+  if (!absl::GetFlag(FLAGS_kv_cache_memory).empty()) {
+    auto parsed = ParseByteSize(absl::GetFlag(FLAGS_kv_cache_memory));
+    if (!parsed.ok()) Fail(absl::StrCat("--kv-cache-memory: ", parsed.status().message()));
+    kv_bytes = *parsed;
+  } else {
+    const double fraction = absl::GetFlag(FLAGS_kv_cache_fraction);
+    if (!(fraction > 0 && fraction <= 1)) Fail("--kv-cache-fraction must be in (0, 1]");
+    kv_bytes = static_cast<uint64_t>(MemAvailableBytes() * fraction);
+  }
+  const uint64_t num_blocks = kv_bytes / bytes_per_block;
+  if (num_blocks < 2) {
+    Fail(absl::StrCat("the KV cache of ", FormatBytes(kv_bytes), " holds ", num_blocks,
+                      " blocks of ", FormatBytes(bytes_per_block), "; give more memory"));
+  }
+  backend_options.kv_cache.num_blocks = static_cast<int>(std::min<uint64_t>(num_blocks, 1 << 30));
+  Log(absl::StrCat(
+      "KV cache: ", backend_options.kv_cache.num_blocks, " blocks of ", block_size,
+      " tokens = ", static_cast<uint64_t>(backend_options.kv_cache.num_blocks) * block_size,
+      " tokens, ", FormatBytes(num_blocks * bytes_per_block), " (", FormatBytes(bytes_per_token),
+      " per token: 2 x ", config.num_layers, " layers x ", config.num_kv_heads, " KV heads x ",
+      config.head_dim, " x dtype)"));
+  auto backend = backend::CreateCpuBackend(*weights, backend_options);
+  if (!backend.ok()) Fail(absl::StrCat("cannot start backend: ", backend.status().ToString()));
+
+  const uint64_t epoch = RandomEpoch();
+  engine::EngineOptions engine_options;
+  engine_options.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  engine_options.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  if (engine_options.scheduler.max_num_seqs <= 0 ||
+      engine_options.scheduler.max_num_batched_tokens <= 0) {
+    Fail("--max-num-seqs and --max-num-batched-tokens must be positive");
+  }
+  engine_options.hash = HashConfig{.block_size = static_cast<uint32_t>(block_size),
+                                   .seed = absl::GetFlag(FLAGS_hash_seed)};
+  engine_options.max_context_tokens = absl::GetFlag(FLAGS_max_context);
+  engine_options.epoch = epoch;
+  engine_options.replay_events = std::max(absl::GetFlag(FLAGS_replay_events), 1024);
+  engine_options.no_kv_cache = absl::GetFlag(FLAGS_no_kv_cache);
+
+  server::EventHub hub(epoch, engine_options.replay_events);
+  server::EngineLoop loop(std::move(*backend), engine_options, &hub);
+
+  server::WorkerServiceOptions service_options;
+  service_options.model_name = std::filesystem::path(model_dir).lexically_normal().filename();
+  if (service_options.model_name.empty()) {
+    service_options.model_name =
+        std::filesystem::path(model_dir).lexically_normal().parent_path().filename();
+  }
+  service_options.model_identity = absl::GetFlag(FLAGS_model_identity).empty()
+                                       ? service_options.model_name
+                                       : absl::GetFlag(FLAGS_model_identity);
+  service_options.backend_name = "cpu";
+  service_options.hash = engine_options.hash;
+  service_options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  server::WorkerService service(&loop, &hub, tokenizer.get(), service_options);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) Fail(absl::StrCat("cannot listen on ", listen));
+  const std::string host = std::string(listen.substr(0, listen.rfind(':')));
+  const std::string address = absl::StrCat(host, ":", port);
+  // The default worker id needs the bound port, known only now.
+  service.SetWorkerId(absl::GetFlag(FLAGS_worker_id).empty() ? address
+                                                             : absl::GetFlag(FLAGS_worker_id));
+  loop.Start();
+  Log(absl::StrCat("serving ", service_options.model_name, " (",
+                   model::ArchitectureName(config.architecture), ", ", config.num_layers,
+                   " layers, vocab ", config.vocab_size, ") on ", address, " as ",
+                   service.worker_id(), ", epoch ", epoch));
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_port_file)) << port << "\n";
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(absl::StrCat("signal ", signal_number, ": shutting down"));
+  service.StopAccepting();
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) health->Shutdown();
+  hub.Shutdown();  // ends event streams
+  server->Shutdown(std::chrono::system_clock::now() +
+                   absl::ToChronoSeconds(absl::GetFlag(FLAGS_shutdown_grace)));
+  loop.Stop(/*drain=*/false);
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvc
+
+int main(int argc, char** argv) { return kvc::Main(argc, argv); }
