@@ -244,3 +244,57 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, RandomEventsTest,
 
 }  // namespace
 }  // namespace kvc::kvindex
+
+namespace kvc::kvindex {
+namespace {
+
+// Events that no real worker sends: hashes from a tiny universe with no chaining, so blocks
+// claim other blocks' places, repeat within a chain, and name parents at random. The tree must
+// reject or count them, never crash, and keep its invariants (checked after every step, and at
+// the end by clearing every worker, which checks that each digest returns to zero).
+TEST(GarbageEventsTest, NeverBreakInvariants) {
+  PrefixIndexOptions options;
+  options.max_blocks_per_write_section = 3;
+  auto tree = NewPrefixIndex(options);
+  std::mt19937 rng(7);
+  auto hash = [&] { return uint64_t{1} + rng() % 40; };
+  int rejected = 0;
+  for (int step = 0; step < 20000; ++step) {
+    const WorkerId worker = rng() % 6;
+    const uint32_t kind = rng() % 100;
+    if (kind < 60) {
+      std::vector<StoredBlock> blocks(rng() % 6);
+      for (StoredBlock& block : blocks) block.seq_hash = hash();
+      std::optional<uint64_t> parent;
+      if (rng() % 2) parent = hash();
+      if (!tree->ApplyStored(worker, parent, blocks).ok()) ++rejected;
+    } else if (kind < 90) {
+      std::vector<uint64_t> hashes(rng() % 6);
+      for (uint64_t& h : hashes) h = hash();
+      ASSERT_TRUE(tree->ApplyRemoved(worker, hashes).ok());
+    } else if (kind < 94) {
+      ASSERT_TRUE(tree->ApplyCleared(worker).ok());
+    } else if (kind < 96) {
+      ASSERT_TRUE(tree->RemoveWorker(worker).ok());
+    } else {
+      std::vector<StoredRun> snapshot(rng() % 3);
+      for (StoredRun& run : snapshot) {
+        run.blocks.resize(rng() % 4);
+        for (StoredBlock& block : run.blocks) block.seq_hash = hash();
+        if (rng() % 2) run.parent_seq_hash = hash();
+      }
+      (void)tree->ReplaceWorker(worker, snapshot);
+    }
+    const absl::Status consistent = tree->CheckConsistency();
+    ASSERT_TRUE(consistent.ok()) << "step " << step << ": " << consistent;
+  }
+  EXPECT_GT(rejected, 0);
+  for (WorkerId worker = 0; worker < 6; ++worker) {
+    ASSERT_TRUE(tree->ApplyCleared(worker).ok());
+    EXPECT_EQ(tree->GetWorkerSummary(worker).blocks, BlockSetDigest{});
+  }
+  EXPECT_EQ(tree->GetStats().blocks, 0u);
+}
+
+}  // namespace
+}  // namespace kvc::kvindex

@@ -463,47 +463,49 @@ void RadixTree::FindMatches(std::span<const uint64_t> seq_hashes, std::span<cons
   if (seq_hashes.empty()) return;
   NodeId id = FindChild(kRoot, seq_hashes[0]);
   if (id == kNoNode) return;
-  // Scratch reused across calls on this thread, so a lookup does not allocate.
-  thread_local std::vector<WorkerId> active;
-  thread_local std::vector<WorkerId> still_active;
-  auto emit = [&](WorkerId worker, size_t matched) {
-    if (!hidden[worker]) matches->push_back({worker, static_cast<uint32_t>(matched)});
-  };
-  active.assign(nodes_[id].workers.begin(), nodes_[id].workers.end());
+  // Every worker that matches at all holds the first node, so *matches starts as that node's
+  // (sorted) worker set and each entry gets its count when the worker drops out: the result
+  // comes out sorted with no sort. `active` lists indices of entries still matching.
+  for (WorkerId worker : nodes_[id].workers) matches->push_back({worker, 0});
+  thread_local std::vector<uint32_t> active;  // reused, so a lookup does not allocate
+  thread_local std::vector<uint32_t> still_active;
+  active.resize(matches->size());
+  for (uint32_t i = 0; i < active.size(); ++i) active[i] = i;
+  WorkerMatch* entries = matches->data();
   size_t position = 0;  // depth of the node's first block
   while (!active.empty()) {
     const Node& node = nodes_[id];
     const size_t length = node.seq_hashes.size();
     const size_t limit = std::min(length, seq_hashes.size() - position);
     const size_t agreed = AgreedPrefix(node.seq_hashes.data(), seq_hashes.data() + position, limit);
-
     if (agreed < length || position + length == seq_hashes.size()) {
-      for (WorkerId worker : active) emit(worker, position + agreed);
+      for (uint32_t i : active)
+        entries[i].matched_blocks = static_cast<uint32_t>(position + agreed);
       break;
     }
     position += length;
     const NodeId child = FindChild(id, seq_hashes[position]);
     if (child == kNoNode) {
-      for (WorkerId worker : active) emit(worker, position);
+      for (uint32_t i : active) entries[i].matched_blocks = static_cast<uint32_t>(position);
       break;
     }
     // Workers the child lacks stop here; the rest go on.
     const WorkerSet& holders = nodes_[child].workers;
     still_active.clear();
     auto holder = holders.begin();
-    for (WorkerId worker : active) {
+    for (uint32_t i : active) {
+      const WorkerId worker = entries[i].worker;
       while (holder != holders.end() && *holder < worker) ++holder;
       if (holder != holders.end() && *holder == worker) {
-        still_active.push_back(worker);
+        still_active.push_back(i);
       } else {
-        emit(worker, position);
+        entries[i].matched_blocks = static_cast<uint32_t>(position);
       }
     }
     active.swap(still_active);
     id = child;
   }
-  std::sort(matches->begin(), matches->end(),
-            [](const WorkerMatch& a, const WorkerMatch& b) { return a.worker < b.worker; });
+  std::erase_if(*matches, [hidden](const WorkerMatch& match) { return hidden[match.worker] != 0; });
 }
 
 uint64_t RadixTree::MemoryBytes() const {

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,6 +29,12 @@ double Percentile(std::vector<double>& values, double fraction) {
 uint64_t MallocInUse() {
   const struct mallinfo2 info = mallinfo2();
   return info.uordblks + info.hblkhd;
+}
+
+double ThreadCpuSeconds() {
+  timespec now;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return now.tv_sec + now.tv_nsec / 1e9;
 }
 
 double PeakRssMb() {
@@ -68,9 +75,11 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
   ReplayResult result;
   result.workers = config.workers;
   const Clock::time_point wall_start = Clock::now();
+  const double cpu_start = ThreadCpuSeconds();
   std::unique_ptr<PrefixIndex> index = NewPrefixIndex();
   std::vector<SimulatedWorker> workers(config.workers, SimulatedWorker(config.capacity_blocks));
   std::vector<double> queued_blocks(config.workers, 0);
+  std::vector<uint64_t> prefilled_blocks(config.workers, 0);
   std::vector<uint32_t> matched_by_worker(config.workers, 0);
   std::vector<double> lookup_us;
   std::vector<double> event_us;
@@ -100,14 +109,16 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
     lookup_us.push_back(Seconds(took) * 1e6);
     ++result.lookups;
 
-    // Route: least queued-plus-new prefill work; ties go to the lower worker id.
+    // Route: least queued-plus-new prefill work; ties (idle workers with the same match) go to
+    // the worker that has prefilled least so far, so that every worker takes part.
     std::fill(matched_by_worker.begin(), matched_by_worker.end(), 0);
     for (const WorkerMatch& match : matches) matched_by_worker[match.worker] = match.matched_blocks;
     uint32_t chosen = 0;
     double best_cost = std::numeric_limits<double>::infinity();
     for (uint32_t w = 0; w < config.workers; ++w) {
       const double cost = queued_blocks[w] + double(seq_hashes.size() - matched_by_worker[w]);
-      if (cost < best_cost) {
+      if (cost < best_cost ||
+          (cost == best_cost && prefilled_blocks[w] < prefilled_blocks[chosen])) {
         best_cost = cost;
         chosen = w;
       }
@@ -118,6 +129,7 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
     result.request_blocks += seq_hashes.size();
     result.hit_blocks += hits;
     queued_blocks[chosen] += double(seq_hashes.size() - hits);
+    prefilled_blocks[chosen] += seq_hashes.size() - hits;
 
     worker.Admit(seq_hashes, local_hashes, &events);
     if (!events.removed.empty()) {
@@ -164,6 +176,7 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
   const uint64_t malloc_without_index = MallocInUse();
   result.malloc_index_bytes = malloc_with_index - malloc_without_index;
   result.wall_seconds = Seconds(Clock::now() - wall_start);
+  result.cpu_share = (ThreadCpuSeconds() - cpu_start) / result.wall_seconds;
   return result;
 }
 

@@ -28,9 +28,9 @@ struct ReplayConfig {
   // Routing cost per worker = queued prefill blocks + blocks it would have to prefill; the
   // queue drains at this many blocks per second of trace time (16k tokens/s of prefill).
   double prefill_blocks_per_second = 1000;
-  // The trace is replayed this many times faster than recorded. ReplayTrace's callers use
-  // workers / 8, so that the load per worker stays the same at every cluster size and all N
-  // workers take part (at the recorded rate a few workers would serve everything).
+  // The trace is replayed this many times faster than recorded. kvc_bench_kvindex uses
+  // workers / 4: the load per worker is then the same at every cluster size (about half of
+  // its prefill rate), so all N workers take part; at the recorded rate a few would serve it.
   double speedup = 1;
 };
 
@@ -42,6 +42,9 @@ struct ReplayResult {
   uint64_t lookups = 0;         // FindMatches calls
   double index_seconds = 0;     // time inside index calls
   double wall_seconds = 0;      // the whole replay, simulation included
+  // CPU time the replay thread got / wall time: below 1 when the machine was busy with other
+  // work, which inflates every timed figure.
+  double cpu_share = 0;
   double find_matches_p50_us = 0;
   double find_matches_p99_us = 0;
   double find_matches_max_us = 0;
