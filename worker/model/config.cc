@@ -218,7 +218,8 @@ absl::StatusOr<ParsedConfig> ParseConfigObject(const json& object) {
   if (!kv_heads.ok()) return kv_heads.status();
   auto head_dim = GetInt(object, "head_dim", *hidden / *heads, 1, 65536);
   if (!head_dim.ok()) return head_dim.status();
-  if (!object.contains("head_dim") && *hidden % *heads != 0) {
+  const bool explicit_head_dim = object.contains("head_dim") && !object["head_dim"].is_null();
+  if (!explicit_head_dim && *hidden % *heads != 0) {
     return absl::InvalidArgumentError(
         "config.json: hidden_size is not divisible by num_attention_heads and no head_dim");
   }
