@@ -81,6 +81,8 @@ class Engine {
   bool idle() const { return scheduler_.empty() && cancelled_.empty(); }
   int max_context_tokens() const { return max_context_tokens_; }
   EngineLoad Load() const;
+  // Sequences preempted (by recompute) so far.
+  int64_t num_preemptions() const { return scheduler_.num_preemptions(); }
 
   const BlockManager& blocks() const { return blocks_; }
   BlockManager& mutable_blocks() { return blocks_; }
