@@ -2,6 +2,9 @@
 // like <tool_call>), which are found in the raw text before normalization and BPE, and become
 // their own id. Matching is leftmost-longest, as Hugging Face's Aho-Corasick matcher does:
 // the earliest position where some token starts wins, and the longest token there.
+// Hugging Face matches tokens marked "normalized": true in the normalized text instead; here
+// every token is matched in the raw text, which differs only if normalization (NFC) changes the
+// token's own text or creates one across its boundary: never for ASCII tokens like <|...|>.
 //
 // Thread safety: immutable after construction; all const methods may run concurrently.
 #ifndef KVCLUSTER_COMMON_TOKENIZER_ADDED_VOCABULARY_H_
