@@ -17,7 +17,9 @@
 // Decoding: unknown ids are an error (InvalidArgument naming the id and its position), never
 // silently dropped. Bytes that do not form valid UTF-8 decode to U+FFFD, so decoded text is
 // always valid UTF-8 (what protobuf string fields require); a piece of a character split
-// across tokens is joined correctly, in Decode and in StreamDecoder alike.
+// across tokens is joined correctly, in Decode and in StreamDecoder alike. Decoding is the
+// tokenizers library's (exact: decode(encode(s)) == s for valid UTF-8 NFC text), without
+// transformers' optional clean_up_tokenization_spaces rewrite.
 //
 // Thread safety: a Tokenizer is immutable after FromFile/FromJson returns (its internal word
 // cache has its own locks); every method may be called concurrently from any threads.
