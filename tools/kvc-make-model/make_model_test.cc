@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -290,6 +291,28 @@ TEST(MakeModelTest, TinyTokenizerIsStandardByteLevelBpe) {
   EXPECT_EQ(ByteToUnicode(' '), "Ġ");
   EXPECT_EQ(ByteToUnicode('\n'), "Ċ");
   EXPECT_EQ(ByteToUnicode('a'), "a");
+}
+
+// The project's tokenizer (common/tokenizer) reads the built-in one like any HF tokenizer.
+TEST(MakeModelTest, TinyTokenizerLoadsWithTheProjectTokenizer) {
+  TempDir dir;
+  ASSERT_TRUE(WriteModel(dir.path(), TinyOptions()).ok());
+  auto tokenizer = Tokenizer::FromFile((dir.path() / "tokenizer.json").string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_EQ((*tokenizer)->vocab_size(), 512u);
+  EXPECT_EQ((*tokenizer)->bos_id(), 510u);
+  EXPECT_EQ((*tokenizer)->eos_id(), 511u);
+  EXPECT_EQ((*tokenizer)->TokenToId("<|end_of_text|>"), 511u);
+  EXPECT_TRUE((*tokenizer)->IsSpecial(510));
+  const std::string text = "The worker sends the events, and the router learns 1024 things!";
+  const std::vector<uint32_t> ids = (*tokenizer)->Encode(text, false);
+  EXPECT_LT(ids.size(), text.size() / 2);  // the merges do compress English
+  for (uint32_t id : ids) EXPECT_LT(id, 510u);
+  auto decoded = (*tokenizer)->Decode(ids);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(*decoded, text);
+  const std::vector<uint32_t> with_special = (*tokenizer)->Encode("hi<|end_of_text|>", false);
+  EXPECT_EQ(with_special.back(), 511u);
 }
 
 TEST(MakeModelTest, CopiesAGivenTokenizer) {
