@@ -40,6 +40,27 @@ inline void AxpyRow(float a, const void* row, float* y, int n) {
   for (int i = n8; i < n; ++i) y[i] += a * simd::LoadOne<D>(row, i);
 }
 
+// x[i] = exp(x[i] - shift); returns the sum. The tail goes through the same vector code.
+inline float ExpShiftedInPlace(float* x, int n, float shift) {
+  const __m256 shift_v = _mm256_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), shift_v));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  if (i < n) {
+    alignas(32) float tail[8];
+    for (int j = 0; j < 8; ++j) tail[j] = i + j < n ? x[i + j] : -INFINITY;
+    const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_load_ps(tail), shift_v));
+    _mm256_store_ps(tail, e);
+    sum = _mm256_add_ps(sum, e);
+    for (int j = 0; i + j < n; ++j) x[i + j] = tail[j];
+  }
+  return simd::HorizontalSum(sum);
+}
+
 template <DType D>
 void AttendGroupTyped(const PagedKvLayer& kv, const int32_t* block_table, int first_position,
                       int position, int kv_head, const float* q, int group_size, float scale,
@@ -59,17 +80,12 @@ void AttendGroupTyped(const PagedKvLayer& kv, const int32_t* block_table, int fi
       scratch[size_t(g) * n + p] = DotRow<D>(q + size_t(g) * hd, k_row, hd) * scale;
     }
   }
-  // Softmax per head, then the weighted sum of values, normalised at the end.
+  // Softmax per head, then the weighted sum of values.
   for (int g = 0; g < group_size; ++g) {
-    float* s = scratch + size_t(g) * n;
-    const float max_score = *std::max_element(s, s + n);
-    float sum = 0.0f;
-    for (int p = 0; p < n; ++p) {
-      s[p] = std::exp(s[p] - max_score);
-      sum += s[p];
-    }
-    const float inv_sum = 1.0f / sum;
-    for (int p = 0; p < n; ++p) s[p] *= inv_sum;
+    float* sg = scratch + size_t(g) * n;
+    const float max_score = *std::max_element(sg, sg + n);
+    const float inv_sum = 1.0f / ExpShiftedInPlace(sg, n, max_score);
+    for (int p = 0; p < n; ++p) sg[p] *= inv_sum;
   }
   std::fill(out, out + size_t(group_size) * hd, 0.0f);
   for (int p = 0; p < n; ++p) {

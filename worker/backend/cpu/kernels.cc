@@ -154,9 +154,23 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
 }
 
 void SwiGlu(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const auto silu_mul = [&](__m256 g, __m256 u) {
+    const __m256 e = simd::Exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+  };
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(gate + i, silu_mul(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  }
+  if (i < n) {  // the tail through the same vector code, so results do not depend on n
+    alignas(32) float g[8] = {}, u[8] = {};
+    for (int64_t j = 0; i + j < n; ++j) {
+      g[j] = gate[i + j];
+      u[j] = up[i + j];
+    }
+    _mm256_store_ps(g, silu_mul(_mm256_load_ps(g), _mm256_load_ps(u)));
+    for (int64_t j = 0; i + j < n; ++j) gate[i + j] = g[j];
   }
 }
 

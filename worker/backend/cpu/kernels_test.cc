@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "worker/backend/cpu/rope.h"
+#include "worker/backend/cpu/simd.h"
 #include "worker/backend/cpu/thread_pool.h"
 
 namespace kvc::backend::cpu {
@@ -92,6 +93,32 @@ TEST(ConversionTest, PortableHalfMatchesF16c) {
     } else {
       EXPECT_EQ(a, b) << h;
     }
+  }
+}
+
+TEST(SimdTest, ExpIsAccurate) {
+  for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, simd::Exp8(_mm256_set1_ps(x)));
+    const double expected = std::exp(double(x));
+    ASSERT_NEAR(out[0], expected, 3e-7 * expected) << x;
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, simd::Exp8(_mm256_set1_ps(-INFINITY)));
+  EXPECT_EQ(out[0], 0.0f);
+}
+
+TEST(KernelsTest, SwiGluMatchesFormula) {
+  std::vector<float> gate(37), up(37);
+  for (int i = 0; i < 37; ++i) {
+    gate[i] = float(i - 18) * 0.7f;
+    up[i] = float(i % 5) - 2.0f;
+  }
+  std::vector<float> out = gate;
+  SwiGlu(out.data(), up.data(), 37);
+  for (int i = 0; i < 37; ++i) {
+    const double g = gate[i];
+    EXPECT_NEAR(out[i], g / (1 + std::exp(-g)) * up[i], 1e-5) << i;
   }
 }
 
