@@ -58,7 +58,10 @@ class ByteLevelBpeTokenizer final : public Tokenizer {
 
   absl::Status AppendTokenBytes(uint32_t id, bool skip_special_tokens,
                                 std::string* bytes) const override {
-    if (!Known(id)) return UnknownId(id, 0);
+    if (!Known(id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", id, " is not in the vocabulary (size ", parts_.ids.size(), ")"));
+    }
     const TokenizerParts::IdInfo& info = parts_.ids[id];
     if (!(skip_special_tokens && info.special)) bytes->append(info.bytes);
     return absl::OkStatus();

@@ -4,7 +4,7 @@
 // >= 20 MB/s of encoding per core; tokenizer_mb_s is the slower tokenizer's figure, in MB per
 // second of the thread's CPU time so that a busy machine does not distort it.
 //
-//   kvc_bench_tokenizer [--json] [--report FILE] [--text-mb N] [--runs N]
+//   kvc_bench_tokenizer [--json] [--report FILE] [--text-mb N] [--text FILE] [--runs N]
 #include <time.h>
 
 #include <algorithm>
@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
   std::string report_path;
   double text_mb = 4;
   int runs = 5;
+  std::string text_file;  // instead of the license texts
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--json") {
@@ -171,18 +172,22 @@ int main(int argc, char** argv) {
       report_path = argv[++i];
     } else if (arg == "--text-mb" && i + 1 < argc) {
       text_mb = std::atof(argv[++i]);
+    } else if (arg == "--text" && i + 1 < argc) {
+      text_file = argv[++i];
     } else if (arg == "--runs" && i + 1 < argc) {
       runs = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr,
-                   "usage: kvc_bench_tokenizer [--json] [--report FILE] [--text-mb N] "
-                   "[--runs N]\n  encode/decode MB/s of .cache/tokenizers/{llama3,qwen3} on "
-                   "English text, one thread\n");
+      std::fprintf(
+          stderr,
+          "usage: kvc_bench_tokenizer [--json] [--report FILE] [--text-mb N] "
+          "[--text FILE] [--runs N]\n  encode/decode MB/s of .cache/tokenizers/{llama3,qwen3} on "
+          "English text, one thread\n");
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }
   }
   const std::string load_at_start = LoadAverage();
-  const std::string text = EnglishText(static_cast<size_t>(text_mb * 1e6));
+  const std::string text =
+      text_file.empty() ? EnglishText(static_cast<size_t>(text_mb * 1e6)) : ReadAll(text_file);
   if (text.empty()) {
     std::fprintf(stderr, "bench tokenizer: no English text found under /usr/share\n");
     return 1;
@@ -216,9 +221,9 @@ int main(int argc, char** argv) {
     std::printf("%s}\n", out.c_str());
   } else {
     std::printf(
-        "text: %.2f MB of English license text, one thread, median of %d runs; "
+        "text: %.2f MB of %s, one thread, median of %d runs; "
         "MB/s per CPU-second unless marked wall\n",
-        text.size() / 1e6, runs);
+        text.size() / 1e6, text_file.empty() ? "English license text" : text_file.c_str(), runs);
     std::printf("%-8s %12s %12s %12s %12s %10s %8s %10s\n", "name", "encode MB/s", "wall MB/s",
                 "cold MB/s", "decode MB/s", "tokens", "load s", "roundtrip");
     for (const Result& r : results) {
@@ -236,11 +241,14 @@ int main(int argc, char** argv) {
         &md,
         "Command: `scripts/bench tokenizer` (build/bin/kvc_bench_tokenizer)  \n"
         "CPU: %s (%d cores, load average %s at start), one thread  \n"
-        "Text: %.2f MB of English license texts (/usr/share/common-licenses, "
-        "/usr/share/doc/*/copyright); median of %d runs after a cold one  \n"
+        "Text: %.2f MB of %s; median of %d runs after a cold one  \n"
         "MB/s are per second of the encoding thread's CPU time (one core's worth, robust to other "
         "load on the machine); the wall-clock column shows what this run saw\n\n",
-        CpuModel(), std::thread::hardware_concurrency(), load_at_start, text.size() / 1e6, runs);
+        CpuModel(), std::thread::hardware_concurrency(), load_at_start, text.size() / 1e6,
+        text_file.empty()
+            ? "English license texts (/usr/share/common-licenses, /usr/share/doc/*/copyright)"
+            : text_file,
+        runs);
     md +=
         "| tokenizer | encode MB/s | goal | wall-clock encode MB/s | cold encode MB/s | "
         "decode MB/s | tokens | load s | round trip |\n|---|---|---|---|---|---|---|---|---|\n";
