@@ -16,16 +16,9 @@ namespace {
 using internal::RadixTree;
 using internal::WorkerLru;
 
-// Concurrency design. Every request shares the tree's first node (a common system prompt; in
-// the Mooncake trace every request starts with the same hash id), so sharding the tree by root
-// gives no parallelism, and a lock-free tree with splits and merges would need RCU-style
-// reclamation of nodes. Instead: one reader-writer lock (mu_) over the tree, where lookups
-// take it shared (they never wait for one another) and the writer takes it exclusively only
-// for bounded sections: at most max_blocks_per_write_section blocks per section, whatever the
-// size of the event or bulk operation. A lookup (a few microseconds) therefore waits at most
-// for one such section. absl::Mutex favours a waiting writer over new readers, so a steady
-// stream of lookups cannot starve event ingestion either. writer_mu_ serializes mutators for
-// their whole duration, so a bulk operation sees no other mutation between its sections.
+// The concurrency design is explained in prefix_index.h: mu_ is a reader-writer lock taken
+// exclusively for bounded sections only; writer_mu_ serializes mutators for their whole
+// duration, so a bulk operation sees no other mutation between its sections.
 class RadixPrefixIndex final : public PrefixIndex {
  public:
   explicit RadixPrefixIndex(const PrefixIndexOptions& options) : options_(options) {
@@ -209,10 +202,13 @@ class RadixPrefixIndex final : public PrefixIndex {
   // Last block first, so each parent ends up more recent than its children.
   void RefreshAndPrune(WorkerId worker, std::span<const uint64_t> stored)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
-    {
+    const size_t section = options_.max_blocks_per_write_section;
+    for (size_t end = stored.size(); end > 0;) {
       absl::WriterMutexLock lock(&mu_);
       WorkerLru& lru = *EnsureWorker(worker).lru;
-      for (size_t i = stored.size(); i-- > 0;) lru.Touch(stored[i]);
+      const size_t begin = end > section ? end - section : 0;
+      for (size_t i = end; i-- > begin;) lru.Touch(stored[i]);
+      end = begin;
     }
     std::vector<uint64_t> victims;
     while (true) {

@@ -23,12 +23,22 @@
 //
 // Thread safety: every method may be called from any thread. Any number of threads may call
 // the const methods (FindMatches, summaries, stats) concurrently with one another and with
-// the mutators; mutators are serialized among themselves. See prefix_index.cc for how: a
-// reader-writer lock whose writer sections are bounded (a Stored is applied in chunks of
-// options.max_blocks_per_write_section blocks; RemoveWorker, ApplyCleared and ReplaceWorker
-// work in chunks of that many blocks too), so a lookup waits at most one short section, never
-// a whole bulk operation. While a bulk operation on a worker is in progress, lookups do not
-// report that worker at all, rather than a half-updated view of it.
+// the mutators; mutators are serialized among themselves (one writer at a time).
+//
+// How, and why this way: every request shares the tree's first node (a common system prompt;
+// in the Mooncake trace every request starts with the same hash id), so sharding the tree by
+// its root gives no parallelism, and a lock-free tree whose nodes split and merge would need
+// RCU-style reclamation. Instead one reader-writer lock guards the tree: lookups share it and
+// never wait for one another, and the writer holds it exclusively only for bounded sections
+// of at most options.max_blocks_per_write_section blocks (a Stored is applied in chunks;
+// Removed, ApplyCleared, RemoveWorker, ReplaceWorker and approximate-mode pruning work in
+// chunks too; a chunk of a bulk operation may run over by one tree node's worth of blocks).
+// A lookup (about a microsecond) therefore waits for at most one short section, never for a
+// whole bulk operation, and absl::Mutex lets a waiting writer in ahead of new readers, so a
+// stream of lookups cannot starve event ingestion. Between sections readers see a prefix of
+// the event applied, which is a state the worker itself passed through. While a bulk
+// operation on a worker is in progress, lookups leave that worker out altogether rather than
+// report a half-updated view of it.
 #ifndef KVCLUSTER_KVINDEX_PREFIX_INDEX_H_
 #define KVCLUSTER_KVINDEX_PREFIX_INDEX_H_
 
@@ -90,8 +100,10 @@ struct PrefixIndexOptions {
   uint64_t max_blocks_per_worker = 0;
   // Worker ids must be below this; larger ids are rejected with InvalidArgument.
   WorkerId max_workers = 1 << 16;
-  // Upper bound on blocks touched while holding the lock exclusively; bounds lookup stalls.
-  size_t max_blocks_per_write_section = 256;
+  // Upper bound on blocks touched while holding the lock exclusively, which bounds how long a
+  // lookup can wait: 64 blocks take a few microseconds to apply, while the lock round trip
+  // between sections costs well under a nanosecond per block.
+  size_t max_blocks_per_write_section = 64;
 };
 
 class PrefixIndex {
