@@ -19,6 +19,8 @@ constexpr size_t kCacheShardCapacity = 8192;
 
 }  // namespace
 
+// Thread safety: every method may be called concurrently; each shard's map is guarded by its
+// own mutex.
 class BpeModel::WordCache {
  public:
   // Appends the cached ids of `word` to *ids and returns true, or returns false.

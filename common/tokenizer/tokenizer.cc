@@ -17,7 +17,8 @@ using tokenizer_internal::TokenizerParts;
 
 // The Hugging Face pipeline, for byte-level BPE: added tokens are cut out of the raw text; each
 // stretch between them is normalized, split into pieces, given a prefix space if asked, and
-// each piece is BPE-merged.
+// each piece is BPE-merged. Thread safety: immutable after construction (the BPE word cache
+// guards itself), so every method may run concurrently.
 class ByteLevelBpeTokenizer final : public Tokenizer {
  public:
   explicit ByteLevelBpeTokenizer(TokenizerParts parts) : parts_(std::move(parts)) {}

@@ -18,6 +18,8 @@ using Json = nlohmann::json;
 // Ids above this are refused: they would make the id tables absurdly large.
 constexpr uint64_t kMaxTokenId = uint64_t{1} << 24;
 
+// Typed access to JSON fields with errors that name the file and the field. Thread safety:
+// immutable; used by one parse at a time anyway.
 class Reader {
  public:
   explicit Reader(std::string_view file) : file_(file) {}

@@ -77,7 +77,7 @@ bool NormalizeNfc(std::string_view text, std::string* out);
 
 // GPT-2's reversible map between bytes and printable characters: printable Latin-1 bytes map to
 // themselves, the other 68 bytes to U+0100.. in byte order. Byte-level vocabularies spell every
-// token in these characters.
+// token in these characters. Thread safety: stateless (static functions over constant tables).
 class ByteLevelAlphabet {
  public:
   // The UTF-8 spelling of byte `b`'s character.
