@@ -1,10 +1,12 @@
 #include "worker/engine/kv_events.h"
 
+#include "absl/time/clock.h"
+
 namespace kvc::engine {
 
 uint64_t KvEventLog::Append(KvEvent event) {
   const uint64_t seq = next_seq_++;
-  buffer_.push_back(NumberedEvent{seq, std::move(event)});
+  buffer_.push_back(NumberedEvent{seq, std::move(event), absl::ToUnixMillis(absl::Now())});
   while (buffer_.size() > capacity_) buffer_.pop_front();
   return seq;
 }

@@ -44,6 +44,8 @@ using KvEvent = std::variant<StoredEvent, RemovedEvent, ClearedEvent>;
 struct NumberedEvent {
   uint64_t seq = 0;
   KvEvent event;
+  // Wall-clock time of Append, in Unix milliseconds (subscribers measure event lag with it).
+  int64_t unix_time_ms = 0;
 };
 
 // The events of one worker lifetime (epoch), numbered from 1, with the newest `capacity`

@@ -114,6 +114,7 @@ grpc::Status WorkerService::SubscribeKvEvents(grpc::ServerContext* context,
       batch->set_worker_id(worker_id);
       batch->set_epoch(epoch);
       batch->set_first_seq(update.events[i].seq);
+      batch->set_unix_time_ms(update.events[i].unix_time_ms);
       const size_t end =
           std::min(update.events.size(), i + static_cast<size_t>(options_.max_events_per_batch));
       for (; i < end; ++i) ToProto(update.events[i].event, batch->add_events());
