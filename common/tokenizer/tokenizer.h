@@ -12,7 +12,10 @@
 //
 // Special tokens added by Encode(text, add_special_tokens=true): the TemplateProcessing
 // "single" template when there is one; otherwise BOS and/or EOS when tokenizer_config.json
-// (read from beside tokenizer.json) sets add_bos_token / add_eos_token; otherwise none.
+// (read from beside tokenizer.json) sets add_bos_token / add_eos_token; otherwise none. Note
+// that the Llama-3 tokenizer.json that scripts/fetch-tokenizers gets has only a ByteLevel
+// post-processor, so it adds no BOS (Meta's original file has a template that does); a caller
+// that needs BOS whatever the file says can prepend bos_id() itself.
 //
 // Decoding: unknown ids are an error (InvalidArgument naming the id and its position), never
 // silently dropped. Bytes that do not form valid UTF-8 decode to U+FFFD, so decoded text is
