@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <optional>
+#include <span>
 
 #include "absl/container/flat_hash_map.h"
 #include "kvindex/bench/simulated_worker.h"
@@ -42,6 +44,73 @@ double PeakRssMb() {
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024.0;
 }
+
+// Every index call of the replay, kept so that it can be replayed again with nothing else
+// running on the thread: see ReplayResult::ops_per_cpu_second.
+class CallLog {
+ public:
+  void Find(std::span<const uint64_t> seq_hashes) { Add(Kind::kFind, 0, {}, seq_hashes, {}); }
+  void Removed(WorkerId worker, std::span<const uint64_t> seq_hashes) {
+    Add(Kind::kRemoved, worker, {}, seq_hashes, {});
+  }
+  void Stored(WorkerId worker, std::optional<uint64_t> parent,
+              std::span<const StoredBlock> blocks) {
+    Add(Kind::kStored, worker, parent, {}, blocks);
+  }
+
+  // Applies every call to `index`; returns the CPU seconds it took, and each lookup's latency
+  // in *lookup_us (two clock reads per lookup, a negligible share of the CPU time).
+  double ReplayInto(PrefixIndex& index, std::vector<double>* lookup_us) const {
+    std::vector<WorkerMatch> matches;
+    lookup_us->clear();
+    const double start = ThreadCpuSeconds();
+    for (const Call& call : calls_) {
+      const std::span<const uint64_t> hashes(hashes_.data() + call.begin, call.count);
+      switch (call.kind) {
+        case Kind::kFind: {
+          const Clock::time_point begin = Clock::now();
+          index.FindMatches(hashes, &matches);
+          lookup_us->push_back(Seconds(Clock::now() - begin) * 1e6);
+          break;
+        }
+        case Kind::kRemoved:
+          (void)index.ApplyRemoved(call.worker, hashes);
+          break;
+        case Kind::kStored:
+          (void)index.ApplyStored(call.worker, call.parent,
+                                  std::span(blocks_.data() + call.begin, call.count));
+          break;
+      }
+    }
+    return ThreadCpuSeconds() - start;
+  }
+
+  uint64_t bytes() const {
+    return calls_.capacity() * sizeof(Call) + hashes_.capacity() * sizeof(uint64_t) +
+           blocks_.capacity() * sizeof(StoredBlock);
+  }
+
+ private:
+  enum class Kind : uint8_t { kFind, kRemoved, kStored };
+  struct Call {
+    Kind kind;
+    WorkerId worker;
+    std::optional<uint64_t> parent;
+    size_t begin;
+    size_t count;
+  };
+  void Add(Kind kind, WorkerId worker, std::optional<uint64_t> parent,
+           std::span<const uint64_t> hashes, std::span<const StoredBlock> blocks) {
+    const size_t begin = blocks.empty() ? hashes_.size() : blocks_.size();
+    calls_.push_back({kind, worker, parent, begin, blocks.empty() ? hashes.size() : blocks.size()});
+    hashes_.insert(hashes_.end(), hashes.begin(), hashes.end());
+    blocks_.insert(blocks_.end(), blocks.begin(), blocks.end());
+  }
+
+  std::vector<Call> calls_;
+  std::vector<uint64_t> hashes_;
+  std::vector<StoredBlock> blocks_;
+};
 
 }  // namespace
 
@@ -88,6 +157,7 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
   std::vector<uint64_t> local_hashes;
   std::vector<WorkerMatch> matches;
   AdmitEvents events;
+  CallLog log;
   Clock::duration in_index{};
   int64_t last_ms = trace.empty() ? 0 : trace.front().timestamp_ms;
 
@@ -108,6 +178,7 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
     in_index += took;
     lookup_us.push_back(Seconds(took) * 1e6);
     ++result.lookups;
+    log.Find(seq_hashes);
 
     // Route: least queued-plus-new prefill work; ties (idle workers with the same match) go to
     // the worker that has prefilled least so far, so that every worker takes part.
@@ -140,6 +211,7 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
       event_us.push_back(Seconds(took) * 1e6);
       if (!status.ok()) ++result.anomalies;
       result.removed_blocks += events.removed.size();
+      log.Removed(chosen, events.removed);
     }
     for (const StoredEvent& stored : events.stored) {
       start = Clock::now();
@@ -149,6 +221,7 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
       event_us.push_back(Seconds(took) * 1e6);
       if (!status.ok()) ++result.anomalies;
       result.stored_blocks += stored.blocks.size();
+      log.Stored(chosen, stored.parent_seq_hash, stored.blocks);
     }
     if ((r + 1) % 2000 == 0) {
       std::fprintf(stderr, "  %u workers: %zu/%zu requests\n", config.workers, r + 1, trace.size());
@@ -177,6 +250,13 @@ ReplayResult ReplayTrace(const std::vector<TraceRequest>& trace, const ReplayCon
   result.malloc_index_bytes = malloc_with_index - malloc_without_index;
   result.wall_seconds = Seconds(Clock::now() - wall_start);
   result.cpu_share = (ThreadCpuSeconds() - cpu_start) / result.wall_seconds;
+  result.call_log_mb = log.bytes() / 1e6;
+
+  // The same calls again on a fresh index, timed by the thread's CPU clock: preemption by
+  // other processes does not count, so this is the figure per core.
+  std::unique_ptr<PrefixIndex> again = NewPrefixIndex();
+  result.index_cpu_seconds = log.ReplayInto(*again, &lookup_us);
+  result.index_only_find_matches_p99_us = Percentile(lookup_us, 0.99);
   return result;
 }
 
