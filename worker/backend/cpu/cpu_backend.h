@@ -14,6 +14,11 @@ namespace kvc::backend {
 struct CpuBackendOptions {
   KvCacheOptions kv_cache;
   int num_threads = 0;  // threads used inside a step; 0 = one per online CPU
+  // Threads for the memory-bound products of decode steps (one or two tokens per weight row).
+  // On small VMs one core often saturates memory bandwidth, and a second thread then only adds
+  // waiting for a worker that another process has descheduled. -1 = measure at creation (read
+  // bandwidth with one thread vs all: one unless all are >= 15% faster); 0 = num_threads.
+  int memory_bound_threads = -1;
 };
 
 // Validates `weights` against their config (shapes, dtypes, missing tensors) and allocates the

@@ -33,6 +33,7 @@ std::unique_ptr<Backend> MakeBackend(const model::ModelWeights& w, DType kv_dtyp
   options.kv_cache.block_size = block_size;
   options.kv_cache.dtype = kv_dtype;
   options.num_threads = threads;
+  options.memory_bound_threads = 0;  // no calibration: keeps the tests short
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateCpuBackend(w, options);
   EXPECT_TRUE(backend.ok()) << backend.status();
   return std::move(*backend);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -59,6 +60,8 @@ class KvPool {
 };
 
 // Thread-safety: as Backend (one calling thread); the pool's threads only run inside Forward.
+// Work in a step is split into chunks that any of the pool's threads may take, so no result
+// depends on which thread computed it.
 class CpuModel final : public Backend {
  public:
   CpuModel(const model::ModelWeights& weights, const CpuBackendOptions& options)
@@ -66,6 +69,7 @@ class CpuModel final : public Backend {
         cfg_(weights_.config),
         kv_options_(options.kv_cache),
         pool_(options.num_threads),
+        memory_bound_threads_option_(options.memory_bound_threads),
         inv_freq_(RopeInverseFrequencies(cfg_)),
         final_norm_(SmallToF32(weights_.norm)),
         attention_scratch_(pool_.num_threads()) {
@@ -77,6 +81,10 @@ class CpuModel final : public Backend {
   }
 
   absl::Status Init() {
+    memory_bound_threads_ = memory_bound_threads_option_ < 0 ? CalibrateMemoryBoundThreads()
+                            : memory_bound_threads_option_ == 0
+                                ? pool_.num_threads()
+                                : std::min(memory_bound_threads_option_, pool_.num_threads());
     block_elems_ = size_t(kv_options_.block_size) * cfg_.num_kv_heads * cfg_.head_dim;
     const size_t layer_bytes =
         size_t(kv_options_.num_blocks) * block_elems_ * ElementBytes(kv_options_.dtype);
@@ -135,38 +143,62 @@ class CpuModel final : public Backend {
   void Attention(int layer, const ForwardBatch& batch);
   void Mlp(int layer, int m);
 
-  // Runs f(thread_index, num_threads) on the pool, or as f(0, 1) on the calling thread when
-  // `work` (about one multiply-add per unit) is too small to pay for waking the other threads:
-  // a handoff costs microseconds on an idle machine and far more on a loaded one.
+  // Calls fn(thread_index, begin, end) over [0, n) in chunks that the pool's threads take as
+  // they come: about 8 per thread, multiples of `granule`. Runs on the calling thread alone
+  // when `work` (about one multiply-add per unit) is too small to pay for waking the others.
   template <typename F>
-  void RunParallel(int64_t work, F&& f) {
+  void ParallelFor(int64_t n, int64_t granule, int64_t work, F&& fn, int max_threads = 1 << 30) {
     constexpr int64_t kMinParallelWork = int64_t(1) << 17;
-    if (work < kMinParallelWork) {
-      f(0, 1);
-    } else {
-      pool_.Run(f);
+    const int threads = std::min(max_threads, pool_.num_threads());
+    if (work < kMinParallelWork || threads == 1) {
+      fn(0, int64_t(0), n);
+      return;
     }
+    const int64_t per = (n / (8 * threads) + granule - 1) / granule * granule;
+    pool_.ParallelFor(n, std::max(per, granule), fn, threads);
   }
 
-  // Calls fn(begin, end) over [0, n) in chunks that threads take as they come, so a thread
-  // that the OS deschedules (other processes share the cores) delays a step by one chunk,
-  // not by its whole share. About 8 chunks per thread, multiples of 16 rows.
+  // Calls fn(begin, end) over row ranges (multiples of 16 rows) of a product over m tokens;
+  // with one or two tokens the product is bound by memory, not arithmetic.
   template <typename F>
-  void ParallelChunks(int64_t n, int64_t work, F&& fn) {
-    const int64_t per = std::max<int64_t>(16, (n / (8 * pool_.num_threads()) + 15) / 16 * 16);
-    const int64_t chunks = (n + per - 1) / per;
-    std::atomic<int64_t> next{0};
-    RunParallel(work, [&](int, int) {
-      for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-        fn(c * per, std::min(n, (c + 1) * per));
+  void ParallelRows(int64_t rows, int64_t k, int m, F&& fn) {
+    ParallelFor(
+        rows, 16, rows * k * m, [&](int, int64_t begin, int64_t end) { fn(begin, end); },
+        m <= 2 ? memory_bound_threads_ : pool_.num_threads());
+  }
+
+  // Picks memory_bound_threads_ (see CpuBackendOptions): sums a 64 MiB buffer, larger than
+  // the caches, with one thread and with all, best of three passes each.
+  int CalibrateMemoryBoundThreads() {
+    if (pool_.num_threads() == 1) return 1;
+    const int64_t n = int64_t(8) << 20;
+    std::vector<uint64_t> buffer(n, 1);
+    std::vector<uint64_t> sums(pool_.num_threads() * 8, 0);  // a cache line per thread
+    const auto best_seconds = [&](int threads) {
+      double best = 1e30;
+      for (int pass = 0; pass < 3; ++pass) {
+        const auto start = std::chrono::steady_clock::now();
+        pool_.ParallelFor(
+            n, n / 64,
+            [&](int tid, int64_t begin, int64_t end) {
+              uint64_t sum = 0;
+              for (int64_t i = begin; i < end; ++i) sum += buffer[i];
+              sums[tid * 8] += sum;
+            },
+            threads);
+        best = std::min(
+            best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       }
-    });
+      return best;
+    };
+    const double one = best_seconds(1), all = best_seconds(pool_.num_threads());
+    return all * 1.15 < one ? pool_.num_threads() : 1;
   }
 
   // out[t][r] (+)= x[t] . w[r] for all rows of w, rows split between the threads.
   void ParallelMatMul(const float* x, int m, const TensorView& w, float* out, bool accumulate) {
     const int64_t rows = w.shape[0], k = w.shape[1];
-    ParallelChunks(rows, rows * k * m, [&](int64_t begin, int64_t end) {
+    ParallelRows(rows, k, m, [&](int64_t begin, int64_t end) {
       MatMul(x, k, m, w.data, w.dtype, k, begin, end, out, rows, accumulate);
     });
   }
@@ -175,9 +207,8 @@ class CpuModel final : public Backend {
   // work per token in multiply-adds.
   template <typename F>
   void ParallelTokens(int m, int64_t cost, F&& fn) {
-    RunParallel(m * cost, [&](int tid, int n) {
-      const Range r = SplitRange(m, tid, n, 1);
-      for (int64_t t = r.begin; t < r.end; ++t) fn(int(t));
+    ParallelFor(m, 1, m * cost, [&](int, int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) fn(int(t));
     });
   }
 
@@ -185,10 +216,12 @@ class CpuModel final : public Backend {
   const model::ModelConfig& cfg_;
   const KvCacheOptions kv_options_;
   ThreadPool pool_;
+  const int memory_bound_threads_option_;
   const std::vector<double> inv_freq_;
   const std::vector<float> final_norm_;
   std::vector<SmallLayerParams> small_;
   size_t block_elems_ = 0;  // elements of K (or V) per block and layer
+  int memory_bound_threads_ = 1;
   KvPool pool_memory_;
   std::vector<PagedKvLayer> kv_layers_;
 
@@ -285,11 +318,10 @@ absl::Status CpuModel::Forward(const ForwardBatch& batch, std::vector<float>* lo
       RmsNorm(&x_[size_t(t) * h], small_[l].input_norm.data(), h, eps, &xn_[size_t(t) * h]);
     });
     // q, k and v in one parallel region: their rows are split as one range of rows.
-    ParallelChunks(q_dim + 2 * kv_dim, (q_dim + 2 * kv_dim) * h * m, [&](int64_t rb, int64_t re) {
-      const Range r{rb, re};
+    ParallelRows(q_dim + 2 * kv_dim, h, m, [&](int64_t rb, int64_t re) {
       const auto part = [&](const TensorView& wt, int64_t first, int64_t rows, float* out) {
-        const int64_t b = std::max(r.begin - first, int64_t(0));
-        const int64_t e = std::min(r.end - first, rows);
+        const int64_t b = std::max(rb - first, int64_t(0));
+        const int64_t e = std::min(re - first, rows);
         if (b < e) MatMul(xn_.data(), h, m, wt.data, wt.dtype, h, b, e, out, rows, false);
       };
       part(w.q_proj, 0, q_dim, q_.data());
@@ -363,23 +395,24 @@ void CpuModel::Attention(int layer, const ForwardBatch& batch) {
   const float scale = 1.0f / std::sqrt(float(hd));
   int max_context = 0;
   for (int c : batch.context_lens) max_context = std::max(max_context, c);
-  std::atomic<int64_t> next{0};
   const int64_t items = int64_t(m) * kv_heads;
-  RunParallel(items * group * max_context * hd * 2, [&](int tid, int) {
-    std::vector<float>& scratch = attention_scratch_[tid];
-    scratch.resize(size_t(group) * max_context);
-    for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
-      const int t = int(item / kv_heads), g = int(item % kv_heads);
-      const int s = token_sequence_[t];
-      const size_t offset = size_t(t) * q_dim + size_t(g) * group * hd;
-      const int position = batch.positions[t];
-      // Mistral's sliding window: a token sees itself and the window - 1 tokens before it.
-      const int first =
-          cfg_.sliding_window > 0 ? std::max(0, position - cfg_.sliding_window + 1) : 0;
-      AttendGroup(kv, &batch.block_indices[batch.block_indptr[s]], first, position, g, &q_[offset],
-                  group, scale, scratch.data(), &attn_[offset]);
-    }
-  });
+  ParallelFor(items, 1, items * group * max_context * hd * 2,
+              [&](int tid, int64_t begin, int64_t end) {
+                std::vector<float>& scratch = attention_scratch_[tid];
+                scratch.resize(size_t(group) * max_context);
+                for (int64_t item = begin; item < end; ++item) {
+                  const int t = int(item / kv_heads), g = int(item % kv_heads);
+                  const int s = token_sequence_[t];
+                  const size_t offset = size_t(t) * q_dim + size_t(g) * group * hd;
+                  const int position = batch.positions[t];
+                  // Mistral's sliding window: a token sees itself and the window - 1 tokens before
+                  // it.
+                  const int first =
+                      cfg_.sliding_window > 0 ? std::max(0, position - cfg_.sliding_window + 1) : 0;
+                  AttendGroup(kv, &batch.block_indices[batch.block_indptr[s]], first, position, g,
+                              &q_[offset], group, scale, scratch.data(), &attn_[offset]);
+                }
+              });
 }
 
 void CpuModel::Mlp(int layer, int m) {
@@ -387,15 +420,13 @@ void CpuModel::Mlp(int layer, int m) {
   const int64_t h = cfg_.hidden_size, inter = cfg_.intermediate_size;
   // Each chunk computes gate and up for the same slice of the intermediate features, so SwiGLU
   // applies to the slice without waiting for the other threads.
-  ParallelChunks(inter, 2 * inter * h * m, [&](int64_t begin, int64_t end) {
-    const Range r{begin, end};
-    MatMul(xn_.data(), h, m, w.gate_proj.data, w.gate_proj.dtype, h, r.begin, r.end, gate_.data(),
+  ParallelRows(inter, 2 * h, m, [&](int64_t begin, int64_t end) {
+    MatMul(xn_.data(), h, m, w.gate_proj.data, w.gate_proj.dtype, h, begin, end, gate_.data(),
            inter, false);
-    MatMul(xn_.data(), h, m, w.up_proj.data, w.up_proj.dtype, h, r.begin, r.end, up_.data(), inter,
+    MatMul(xn_.data(), h, m, w.up_proj.data, w.up_proj.dtype, h, begin, end, up_.data(), inter,
            false);
     for (int t = 0; t < m; ++t) {
-      SwiGlu(&gate_[size_t(t) * inter + r.begin], &up_[size_t(t) * inter + r.begin],
-             r.end - r.begin);
+      SwiGlu(&gate_[size_t(t) * inter + begin], &up_[size_t(t) * inter + begin], end - begin);
     }
   });
   ParallelMatMul(gate_.data(), m, w.down_proj, x_.data(), /*accumulate=*/true);

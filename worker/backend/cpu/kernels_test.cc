@@ -153,27 +153,21 @@ TEST(RopeTest, Llama3ScalingBands) {
   EXPECT_DOUBLE_EQ(plain[1], std::pow(500000.0, -2.0 / 64));
 }
 
-TEST(ThreadPoolTest, RunsEveryThreadOnceAndSplitsRanges) {
+TEST(ThreadPoolTest, CoversEveryIndexOnce) {
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
-    for (int round = 0; round < 100; ++round) {
-      std::vector<int> hits(threads, 0);
-      pool.Run([&](int tid, int n) {
-        ASSERT_EQ(n, threads);
-        hits[tid]++;
+    for (int round = 0; round < 200; ++round) {
+      const int64_t n = round * 7 + 1;
+      std::vector<std::atomic<int>> hits(n);
+      std::atomic<bool> bad_thread{false};
+      pool.ParallelFor(n, 1 + round % 5, [&](int thread_index, int64_t begin, int64_t end) {
+        if (thread_index < 0 || thread_index >= threads) bad_thread = true;
+        for (int64_t i = begin; i < end; ++i) hits[i]++;
       });
-      for (int h : hits) ASSERT_EQ(h, 1);
+      ASSERT_FALSE(bad_thread);
+      for (const auto& h : hits) ASSERT_EQ(h.load(), 1);
     }
   }
-  int64_t covered = 0, last_end = 0;
-  for (int t = 0; t < 3; ++t) {
-    const Range r = SplitRange(100, t, 3, 16);
-    EXPECT_EQ(r.begin, last_end);
-    EXPECT_EQ(r.begin % 16, 0);
-    covered += r.end - r.begin;
-    last_end = r.end;
-  }
-  EXPECT_EQ(covered, 100);
 }
 
 }  // namespace

@@ -57,6 +57,7 @@ TEST_P(LoadedModelTest, BackendMatchesReferenceAndCacheMatchesRecompute) {
   CpuBackendOptions options;
   options.kv_cache.num_blocks = 32;
   options.kv_cache.dtype = model::DType::kF32;
+  options.memory_bound_threads = 1;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateCpuBackend(w, options);
   ASSERT_TRUE(backend.ok()) << backend.status();
 

@@ -7,8 +7,8 @@
 namespace kvc::backend::cpu {
 namespace {
 
-// About 50-100 microseconds of pause instructions: longer than the gap between two parallel
-// regions of a step, short enough not to burn a core between steps.
+// About 50-100 microseconds of pause instructions: longer than the gap between two loops of a
+// step, short enough not to burn a core between steps.
 constexpr int kSpinIterations = 4000;
 
 }  // namespace
@@ -28,24 +28,32 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::RunImpl(Task task, void* ctx) {
-  if (num_threads_ == 1) {
-    task(ctx, 0, 1);
+void ThreadPool::Work(Loop* loop, int thread_index) {
+  for (int64_t c;
+       (c = loop->next.fetch_add(1, std::memory_order_relaxed) * loop->chunk) < loop->n;) {
+    loop->fn(loop->ctx, thread_index, c, std::min(loop->n, c + loop->chunk));
+  }
+}
+
+void ThreadPool::Run(Loop* loop) {
+  if (num_threads_ == 1 || loop->max_threads <= 1 || loop->n <= loop->chunk) {
+    Work(loop, 0);
     return;
   }
-  task_ = task;
-  ctx_ = ctx;
-  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
+  loop_.store(loop);
+  open_.store(true);
   {
-    // Bumping under the mutex means a worker that checked the generation and is about to
-    // wait cannot miss the notification.
+    // Bumping under the mutex means a worker about to block cannot miss the notification.
     std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
+    generation_.fetch_add(1);
   }
   wake_.notify_all();
-  task(ctx, 0, num_threads_);
+  Work(loop, 0);
+  // Close, then wait only for workers that joined before the close. Sequentially consistent
+  // operations order a worker's active_ increment and its read of open_ against these two.
+  open_.store(false);
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while (active_.load() != 0) {
     if (++spins < kSpinIterations) {
       _mm_pause();
     } else {
@@ -64,23 +72,17 @@ void ThreadPool::WorkerLoop(int thread_index) {
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock,
-                 [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
+      wake_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
       if (stop_) return;
     }
-    seen = generation_.load(std::memory_order_acquire);
-    task_(ctx_, thread_index, num_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    seen = generation_.load();
+    active_.fetch_add(1);
+    if (open_.load()) {
+      Loop* loop = loop_.load();
+      if (thread_index < loop->max_threads) Work(loop, thread_index);
+    }
+    active_.fetch_sub(1);
   }
-}
-
-Range SplitRange(int64_t n, int thread_index, int num_threads, int64_t granule) {
-  const int64_t granules = (n + granule - 1) / granule;
-  const int64_t per = granules / num_threads;
-  const int64_t extra = granules % num_threads;
-  const int64_t first = thread_index * per + std::min<int64_t>(thread_index, extra);
-  const int64_t count = per + (thread_index < extra ? 1 : 0);
-  return {std::min(n, first * granule), std::min(n, (first + count) * granule)};
 }
 
 }  // namespace kvc::backend::cpu
