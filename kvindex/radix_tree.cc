@@ -39,7 +39,10 @@ size_t AgreedPrefix(const uint64_t* ours, const uint64_t* theirs, size_t limit) 
   if (limit == 0 || ours[limit - 1] == theirs[limit - 1]) return limit;
   size_t low = 1;           // ours[low - 1] agrees
   size_t high = limit - 1;  // ours[high] differs
-  while (low < high) {
+  // Each probe of a cold node is a cache miss; the last few cache lines are cheaper to stream
+  // through in order than to probe at random.
+  constexpr size_t kScanWindow = 64;
+  while (high - low > kScanWindow) {
     const size_t middle = (low + high + 1) / 2;
     if (ours[middle - 1] == theirs[middle - 1]) {
       low = middle;
@@ -47,6 +50,7 @@ size_t AgreedPrefix(const uint64_t* ours, const uint64_t* theirs, size_t limit) 
       high = middle - 1;
     }
   }
+  while (low < high && ours[low] == theirs[low]) ++low;
   return low;
 }
 
