@@ -1,7 +1,11 @@
 // Google Benchmark micro-benchmarks of the prefix index on synthetic data shaped like chat
 // traffic: every request starts with one shared system prompt, conversations branch off it,
 // and each conversation is cached on a few workers.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -55,6 +59,58 @@ void BM_FindMatches(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_FindMatches)->Arg(8)->Arg(64)->Arg(512);
+
+// FindMatches at 64 workers while another thread keeps storing and evicting conversations on
+// the same tree (one writer, as in the router): the lookups' p50/p99 show what waiting for the
+// writer's bounded sections costs. Needs two free cores to mean anything.
+void BM_FindMatchesDuringWrites(benchmark::State& state) {
+  constexpr WorkerId kWorkers = 64;
+  auto index = NewPrefixIndex();
+  const auto prompt = Chain(0x5a17, 0, kPromptBlocks);
+  std::vector<std::vector<uint64_t>> requests;
+  for (size_t c = 0; c < kWorkers * 8; ++c) {
+    const auto tail = Chain(prompt.back().seq_hash, c + 1, kConversationBlocks);
+    const auto worker = static_cast<WorkerId>(c % kWorkers);
+    (void)index->ApplyStored(worker, std::nullopt, prompt);
+    (void)index->ApplyStored(worker, prompt.back().seq_hash, tail);
+    std::vector<uint64_t> request;
+    for (const auto& b : prompt) request.push_back(b.seq_hash);
+    for (const auto& b : tail) request.push_back(b.seq_hash);
+    requests.push_back(std::move(request));
+  }
+  std::atomic<bool> stop = false;
+  std::thread writer([&] {
+    std::vector<std::vector<StoredBlock>> tails;
+    for (size_t c = 0; c < 16; ++c) {
+      tails.push_back(Chain(prompt.back().seq_hash, 5'000'000 + c, kConversationBlocks));
+    }
+    for (size_t step = 0; !stop.load(std::memory_order_relaxed); ++step) {
+      const auto& tail = tails[step % tails.size()];
+      const auto worker = static_cast<WorkerId>(step % kWorkers);
+      (void)index->ApplyStored(worker, prompt.back().seq_hash, tail);
+      std::vector<uint64_t> eviction;
+      for (size_t i = tail.size(); i-- > 0;) eviction.push_back(tail[i].seq_hash);
+      (void)index->ApplyRemoved(worker, eviction);
+    }
+  });
+  std::vector<WorkerMatch> matches;
+  std::vector<double> latencies_us;
+  std::mt19937 rng(1);
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    index->FindMatches(requests[rng() % requests.size()], &matches);
+    latencies_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
+  }
+  stop = true;
+  writer.join();
+  std::sort(latencies_us.begin(), latencies_us.end());
+  state.counters["p50_us"] = latencies_us[latencies_us.size() / 2];
+  state.counters["p99_us"] = latencies_us[latencies_us.size() * 99 / 100];
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FindMatchesDuringWrites)->UseRealTime();
 
 // One Stored event of a whole conversation under the shared prompt, then its eviction tail
 // first (one Removed event): 2 * kConversationBlocks block operations per iteration.
