@@ -87,14 +87,36 @@ std::vector<Preset> MakePresets() {
   return presets;
 }
 
-absl::Status WriteText(const std::filesystem::path& path, const std::string& text) {
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) return absl::InternalError(absl::StrCat(path.string(), ": cannot create"));
-  const bool ok = std::fwrite(text.data(), 1, text.size(), file) == text.size();
-  if (std::fclose(file) != 0 || !ok) {
-    return absl::InternalError(absl::StrCat(path.string(), ": write failed"));
+// Writes through `write` into PATH.partial and renames it into place, so an interrupted run
+// never leaves a truncated file under the real name.
+absl::Status WriteAtomically(
+    const std::filesystem::path& path,
+    const std::function<absl::Status(const std::filesystem::path&)>& write) {
+  std::filesystem::path partial = path;
+  partial += ".partial";
+  if (auto status = write(partial); !status.ok()) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    return status;
   }
+  std::error_code error;
+  std::filesystem::rename(partial, path, error);
+  if (error) return absl::InternalError(absl::StrCat(path.string(), ": ", error.message()));
   return absl::OkStatus();
+}
+
+absl::Status WriteText(const std::filesystem::path& path, const std::string& text) {
+  return WriteAtomically(path, [&text](const std::filesystem::path& target) {
+    std::FILE* file = std::fopen(target.c_str(), "wb");
+    if (file == nullptr) {
+      return absl::InternalError(absl::StrCat(target.string(), ": cannot create"));
+    }
+    const bool ok = std::fwrite(text.data(), 1, text.size(), file) == text.size();
+    if (std::fclose(file) != 0 || !ok) {
+      return absl::InternalError(absl::StrCat(target.string(), ": write failed"));
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::Status CopyFile(const std::filesystem::path& from, const std::filesystem::path& to) {
@@ -109,7 +131,8 @@ absl::Status RemoveOldWeights(const std::filesystem::path& dir) {
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
     const std::string name = entry.path().filename().string();
     const bool weights = name.rfind("model", 0) == 0 &&
-                         (name.ends_with(".safetensors") || name == "model.safetensors.index.json");
+                         (name.ends_with(".safetensors") || name.ends_with(".partial") ||
+                          name == "model.safetensors.index.json");
     if (weights && !std::filesystem::remove(entry.path(), error)) {
       return absl::InternalError(absl::StrCat(entry.path().string(), ": cannot remove"));
     }
@@ -267,7 +290,12 @@ absl::Status WriteModel(const std::filesystem::path& dir, const MakeModelOptions
                  });
       weight_map[spec->name] = file_name;
     }
-    if (auto status = writer.Write(dir / file_name, on_bytes); !status.ok()) return status;
+    if (auto status = WriteAtomically(
+            dir / file_name,
+            [&](const std::filesystem::path& target) { return writer.Write(target, on_bytes); });
+        !status.ok()) {
+      return status;
+    }
   }
   if (shards.size() > 1) {
     const nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}},

@@ -2,6 +2,8 @@
 
 #include <memory>
 #include <optional>
+#include <set>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -41,6 +43,19 @@ absl::StatusOr<ModelWeights> LoadModel(const std::filesystem::path& dir,
                           absl::StrCat(dir.string(), ": ", view.status().message()));
     }
     SlotOf(weights, spec) = std::move(*view);
+  }
+  if (!options.allow_unexpected_tensors) {
+    std::set<std::string, std::less<>> expected;
+    for (const TensorSpec& spec : ExpectedTensors(weights.config)) expected.insert(spec.name);
+    for (const std::string& name : checkpoint->TensorNames()) {
+      const bool harmless = name.ends_with("rotary_emb.inv_freq") ||
+                            (name == "lm_head.weight" && weights.config.tie_word_embeddings);
+      if (!harmless && !expected.contains(name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dir.string(), ": ", checkpoint->FileOf(name), ": unexpected tensor \"",
+                         name, "\" (config.json does not describe these weights)"));
+      }
+    }
   }
   // A tied model uses the embedding as the output projection even if the file also stores an
   // lm_head (as some exporters do), exactly as transformers does.

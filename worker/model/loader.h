@@ -24,6 +24,11 @@ struct LoadOptions {
   // Every tensor must be stored in config.json's torch_dtype. When false, each tensor may be
   // any of F32/BF16/F16 and TensorView::dtype says which.
   bool require_config_dtype = true;
+  // A tensor the config does not account for (say an o_proj.bias when config.json has no
+  // attention_bias) means config and weights disagree, and ignoring it would compute the
+  // wrong function; such files are refused unless this is set. Rotary inv_freq buffers and a
+  // tied model's redundant lm_head.weight are always accepted.
+  bool allow_unexpected_tensors = false;
 };
 
 absl::StatusOr<ModelWeights> LoadModel(const std::filesystem::path& dir,

@@ -197,6 +197,21 @@ TEST(LoaderTest, ErrorsNameTheFileAndTensor) {
     EXPECT_TRUE(LoadModel(dir.path(), lenient).ok());
   }
   {
+    // Weights with o_proj biases under a config without them.
+    TempDir dir;
+    ModelConfig biased = config;
+    biased.attention_bias = biased.o_proj_bias = true;
+    WriteModelDir(dir.path(), biased);
+    WriteString(dir.path() / "config.json", ModelConfigToJson(config));
+    auto weights = LoadModel(dir.path());
+    EXPECT_EQ(weights.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(weights.status().message()),
+                HasSubstr("model.safetensors: unexpected tensor \"model.layers.0.self_attn."));
+    LoadOptions lenient;
+    lenient.allow_unexpected_tensors = true;
+    EXPECT_TRUE(LoadModel(dir.path(), lenient).ok());
+  }
+  {
     TempDir dir;
     auto weights = LoadModel(dir.path());
     EXPECT_EQ(weights.status().code(), absl::StatusCode::kNotFound);

@@ -282,6 +282,12 @@ bool SafetensorsCheckpoint::Contains(absl::string_view name) const {
   return file_of_tensor_.find(name) != file_of_tensor_.end();
 }
 
+std::vector<std::string> SafetensorsCheckpoint::TensorNames() const {
+  std::vector<std::string> names;
+  for (const auto& [name, file] : file_of_tensor_) names.push_back(name);
+  return names;
+}
+
 std::string SafetensorsCheckpoint::FileOf(absl::string_view name) const {
   auto it = file_of_tensor_.find(name);
   return it == file_of_tensor_.end() ? "" : it->second->name();

@@ -88,6 +88,8 @@ class SafetensorsCheckpoint {
   absl::StatusOr<TensorView> Get(absl::string_view name,
                                  const std::optional<std::vector<int64_t>>& shape = std::nullopt,
                                  std::optional<DType> dtype = std::nullopt) const;
+  // Every tensor name, sorted.
+  std::vector<std::string> TensorNames() const;
   // The file that holds `name` (for messages), or "" when absent.
   std::string FileOf(absl::string_view name) const;
 
