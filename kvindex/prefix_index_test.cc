@@ -283,6 +283,22 @@ TEST(RadixPrefixIndexTest, InconsistentHashesAreRejected) {
   EXPECT_TRUE(index->CheckConsistency().ok());
 }
 
+TEST(RadixPrefixIndexTest, ChainThatSwapsAnInnerBlockIsNotCreditedWithIt) {
+  auto index = NewPrefixIndex();
+  const auto blocks = ChainAfter(kSalt, 1, 3);
+  ASSERT_TRUE(index->ApplyStored(0, std::nullopt, blocks).ok());
+  // Worker 1 claims [a, X, c] where the tree has [a, b, c]: it gets a and X, not b or c.
+  std::vector<StoredBlock> claimed = {blocks[0], {4242, 9}, blocks[2]};
+  EXPECT_EQ(index->ApplyStored(1, std::nullopt, claimed).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(index->GetWorkerSummary(1).blocks,
+            DigestOf(std::vector<uint64_t>{blocks[0].seq_hash, 4242}));
+  std::vector<WorkerMatch> matches;
+  index->FindMatches(SeqHashes(blocks), &matches);
+  EXPECT_THAT(matches, ElementsAre(WorkerMatch{0, 3}, WorkerMatch{1, 1}));
+  EXPECT_TRUE(index->CheckConsistency().ok());
+}
+
 TEST(RadixPrefixIndexTest, CompressesChainsAndAccountsMemory) {
   auto index = NewPrefixIndex();
   const auto blocks = ChainAfter(kSalt, 1, 1000);

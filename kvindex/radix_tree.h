@@ -21,6 +21,7 @@
 #ifndef KVCLUSTER_KVINDEX_RADIX_TREE_H_
 #define KVCLUSTER_KVINDEX_RADIX_TREE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -37,6 +38,14 @@
 namespace kvc::kvindex::internal {
 
 using NodeId = uint32_t;
+inline constexpr NodeId kRoot = 0;  // the root holds no blocks; first blocks are its children
+inline constexpr NodeId kNoNode = UINT32_MAX;
+
+// Worker sets are sorted.
+template <typename Set>
+bool Contains(const Set& set, WorkerId worker) {
+  return std::binary_search(set.begin(), set.end(), worker);
+}
 
 class RadixTree {
  public:
