@@ -1,7 +1,8 @@
 // Greedy generation on any Backend, with the KV cache (prefill once, then one token per step)
 // or without it (every step recomputes the whole sequence from position 0: the worker's
 // --no-kv-cache mode, which exists to measure what the cache buys). Both modes must produce
-// the same tokens.
+// the same tokens. Without the cache the blocks still hold the K/V of the step being computed
+// (attention reads them from there), but nothing computed in one step is used by the next.
 #ifndef KVCLUSTER_WORKER_BACKEND_GENERATE_H_
 #define KVCLUSTER_WORKER_BACKEND_GENERATE_H_
 
