@@ -128,7 +128,8 @@ class PrefixIndex {
   // Fills *matches (cleared first) with every worker holding at least the request's first
   // block, with how many leading blocks it holds, sorted by worker. Stops reading the request
   // as soon as no worker matches further. `seq_hashes` is a request's chain from its first
-  // block (as common/block_hash.h computes it).
+  // block (as common/block_hash.h computes it): because each seq hash commits to all blocks
+  // before it, the lookup compares O(log n) hashes per tree node rather than every block.
   virtual void FindMatches(std::span<const uint64_t> seq_hashes,
                            std::vector<WorkerMatch>* matches) const = 0;
 

@@ -252,9 +252,12 @@ namespace {
 // claim other blocks' places, repeat within a chain, and name parents at random. The tree must
 // reject or count them, never crash, and keep its invariants (checked after every step, and at
 // the end by clearing every worker, which checks that each digest returns to zero).
-TEST(GarbageEventsTest, NeverBreakInvariants) {
+class GarbageEventsTest : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(GarbageEventsTest, NeverBreakInvariants) {
   PrefixIndexOptions options;
   options.max_blocks_per_write_section = 3;
+  options.max_blocks_per_worker = GetParam();
   auto tree = NewPrefixIndex(options);
   std::mt19937 rng(7);
   auto hash = [&] { return uint64_t{1} + rng() % 40; };
@@ -295,6 +298,12 @@ TEST(GarbageEventsTest, NeverBreakInvariants) {
   }
   EXPECT_EQ(tree->GetStats().blocks, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(ExactAndApproximate, GarbageEventsTest, ::testing::Values(0, 5),
+                         [](const auto& info) {
+                           return info.param == 0 ? std::string("Exact")
+                                                  : std::string("Approximate");
+                         });
 
 }  // namespace
 }  // namespace kvc::kvindex
