@@ -45,6 +45,17 @@ TEST(PrefixIndexConcurrencyTest, ReadersSeeSaneAnswersWhileOneWriterMutates) {
   std::atomic<int> bad_answers = 0;
   std::atomic<long> lookups = 0;
   std::vector<std::thread> readers;
+  // Stops and joins the readers however the test leaves this scope (a failed ASSERT returns).
+  struct StopReaders {
+    std::atomic<bool>& done;
+    std::vector<std::thread>& readers;
+    ~StopReaders() {
+      done = true;
+      for (std::thread& reader : readers) {
+        if (reader.joinable()) reader.join();
+      }
+    }
+  } stop_readers{done, readers};
   for (int r = 0; r < kReaders; ++r) {
     readers.emplace_back([&, r] {
       std::vector<WorkerMatch> matches;
@@ -96,7 +107,7 @@ TEST(PrefixIndexConcurrencyTest, ReadersSeeSaneAnswersWhileOneWriterMutates) {
     }
   }
   done = true;
-  for (std::thread& reader : readers) reader.join();
+  for (std::thread& reader : readers) reader.join();  // so that the counts below are final
 
   EXPECT_EQ(bad_answers.load(), 0);
   EXPECT_GT(lookups.load(), 0);
