@@ -1,0 +1,185 @@
+// kvc-router: routes generation requests to the worker most likely to hold their prompt's
+// KV blocks, kept exact by each worker's KV events; serves the Router gRPC service and, over
+// HTTP, Prometheus /metrics and /health.
+//
+//   kvc-router --model DIR --workers HOST:PORT,... [--listen 127.0.0.1:50050] ...
+//
+// Every tunable is a flag below with its default and a one-line doc (router/config.h holds
+// the same set); `--help` lists them. Flags may be written with dashes or underscores.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/block_hash.h"
+#include "common/flags.h"
+#include "common/tokenizer/tokenizer.h"
+#include "kvindex/prefix_index.h"
+#include "router/metrics.h"
+#include "router/router.h"
+#include "router/router_service.h"
+#include "router/worker_pool.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50050",
+          "host:port of the gRPC server; port 0 picks a free port (printed at start).");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "host:port of the HTTP server (/metrics, /health); empty disables it.");
+ABSL_FLAG(std::string, workers, "", "Comma-separated worker addresses (host:port).");
+ABSL_FLAG(std::string, workers_dns, "",
+          "A DNS name:port whose addresses are the workers (a Kubernetes headless service); "
+          "resolved again every --dns-refresh.");
+ABSL_FLAG(std::string, model, "",
+          "The model directory the workers serve: its tokenizer.json tokenizes text prompts "
+          "and its name is the default --model-identity.");
+ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json for text prompts (overrides --model's).");
+ABSL_FLAG(std::string, model_identity, "",
+          "Identity mixed into block hashes; must equal the workers' (their default is their "
+          "model directory's name). Default: --model's directory name.");
+ABSL_FLAG(int32_t, block_size, kvc::kDefaultBlockSize, "Tokens per KV block; workers must agree.");
+ABSL_FLAG(uint64_t, hash_seed, kvc::kDefaultHashSeed,
+          "Seed of the block hashes; workers must agree.");
+ABSL_FLAG(std::string, policy, "kv", "Routing policy: kv, round-robin, random, least-loaded.");
+ABSL_FLAG(double, overlap_weight, 1.0,
+          "kv policy: weight of a prompt block still to prefill against a block of decode load.");
+ABSL_FLAG(double, routing_temperature, 0.0,
+          "kv policy: 0 takes the cheapest worker; > 0 samples a softmax over costs.");
+ABSL_FLAG(absl::Duration, load_interval, absl::Milliseconds(500),
+          "How often each worker's load is polled.");
+ABSL_FLAG(absl::Duration, dead_after, absl::Seconds(10),
+          "A worker unreachable this long has its blocks dropped from the index.");
+ABSL_FLAG(absl::Duration, stream_timeout, absl::Seconds(5),
+          "An event stream silent this long (no events or heartbeats) is restarted.");
+ABSL_FLAG(absl::Duration, reconnect_max, absl::Seconds(5),
+          "Longest wait between reconnection attempts to a lost worker.");
+ABSL_FLAG(absl::Duration, dns_refresh, absl::Seconds(5), "How often --workers-dns is resolved.");
+ABSL_FLAG(std::string, port_file, "", "Write the bound gRPC port to this file once serving.");
+ABSL_FLAG(std::string, http_port_file, "", "Write the bound HTTP port to this file.");
+
+namespace kvc {
+namespace {
+
+void Log(const std::string& message) { std::fprintf(stderr, "kvc-router: %s\n", message.c_str()); }
+
+[[noreturn]] void Fail(const std::string& message) {
+  Log(message);
+  std::exit(1);
+}
+
+int Main(int argc, char** argv) {
+  NormalizeFlagNames(argc, argv);
+  absl::SetProgramUsageMessage(
+      "Routes requests to the worker that holds their prefix.\n"
+      "  kvc-router --model DIR --workers HOST:PORT,... [--listen HOST:PORT] ...");
+  absl::ParseCommandLine(argc, argv);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  router::RouterConfig config;
+  config.hash.block_size = absl::GetFlag(FLAGS_block_size);
+  config.hash.seed = absl::GetFlag(FLAGS_hash_seed);
+  if (absl::GetFlag(FLAGS_block_size) <= 0) Fail("--block-size must be positive");
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  config.model_identity = absl::GetFlag(FLAGS_model_identity);
+  if (config.model_identity.empty() && !model_dir.empty()) {
+    std::filesystem::path path = std::filesystem::path(model_dir).lexically_normal();
+    config.model_identity = path.has_filename() ? path.filename() : path.parent_path().filename();
+  }
+  if (config.model_identity.empty()) {
+    Fail(
+        "set --model DIR or --model-identity (the workers' model name): block hashes depend on it");
+  }
+  auto policy = router::ParsePolicy(absl::GetFlag(FLAGS_policy));
+  if (!policy.ok()) Fail(std::string(policy.status().message()));
+  config.policy.kind = *policy;
+  config.policy.overlap_weight = absl::GetFlag(FLAGS_overlap_weight);
+  config.policy.temperature = absl::GetFlag(FLAGS_routing_temperature);
+  if (config.policy.overlap_weight < 0 || config.policy.temperature < 0) {
+    Fail("--overlap-weight and --routing-temperature must be >= 0");
+  }
+  config.load_interval = absl::GetFlag(FLAGS_load_interval);
+  config.dead_after = absl::GetFlag(FLAGS_dead_after);
+  config.stream_timeout = absl::GetFlag(FLAGS_stream_timeout);
+  config.reconnect_max = absl::GetFlag(FLAGS_reconnect_max);
+  config.dns_refresh = absl::GetFlag(FLAGS_dns_refresh);
+
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
+  if (tokenizer_path.empty() && !model_dir.empty()) {
+    tokenizer_path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
+  }
+  if (!tokenizer_path.empty()) {
+    auto loaded = Tokenizer::FromFile(tokenizer_path);
+    if (!loaded.ok()) Fail(absl::StrCat("cannot load tokenizer: ", loaded.status().ToString()));
+    tokenizer = std::move(*loaded);
+  } else {
+    Log("no tokenizer: text prompts are routed by load only (token-id prompts by prefix)");
+  }
+
+  std::unique_ptr<kvindex::PrefixIndex> index = kvindex::NewPrefixIndex();
+  router::WorkerPool pool(config, index.get());
+  for (absl::string_view address :
+       absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
+    auto added = pool.Add(std::string(address), kvcluster::v1::WORKER_SOURCE_STATIC);
+    if (!added.ok()) Fail(std::string(added.status().message()));
+  }
+  if (!absl::GetFlag(FLAGS_workers_dns).empty()) {
+    if (absl::Status status = pool.FollowDns(absl::GetFlag(FLAGS_workers_dns)); !status.ok()) {
+      Fail(std::string(status.message()));
+    }
+  }
+  router::Router router(config, index.get(), &pool, tokenizer.get());
+  router::RouterService service(&router);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) Fail("cannot listen on " + absl::GetFlag(FLAGS_listen));
+
+  std::unique_ptr<router::HttpServer> http;
+  if (!absl::GetFlag(FLAGS_http_listen).empty()) {
+    auto started = router::HttpServer::Start(absl::GetFlag(FLAGS_http_listen), &router);
+    if (!started.ok()) Fail(std::string(started.status().message()));
+    http = std::move(*started);
+    if (!absl::GetFlag(FLAGS_http_port_file).empty()) {
+      std::ofstream(absl::GetFlag(FLAGS_http_port_file)) << http->port() << "\n";
+    }
+  }
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  Log(absl::StrCat("routing for model '", config.model_identity, "' with policy ",
+                   router::PolicyName(config.policy.kind), " on ",
+                   listen.substr(0, listen.rfind(':')), ":", port,
+                   http ? absl::StrCat(", HTTP on port ", http->port()) : ""));
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    std::ofstream(absl::GetFlag(FLAGS_port_file)) << port << "\n";
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(absl::StrCat("signal ", signal_number, ": shutting down"));
+  if (http) http->Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvc
+
+int main(int argc, char** argv) { return kvc::Main(argc, argv); }

@@ -1,0 +1,92 @@
+#include "router/router.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/block_hash.h"
+
+namespace kvc::router {
+
+namespace pb = ::kvcluster::v1;
+
+Router::Router(const RouterConfig& config, kvindex::PrefixIndex* index, WorkerPool* pool,
+               const Tokenizer* tokenizer)
+    : config_(config), index_(index), pool_(pool), tokenizer_(tokenizer), policy_(config.policy) {}
+
+uint32_t Router::PredictedCachedTokens(uint32_t matched_blocks, uint32_t prompt_tokens) const {
+  if (prompt_tokens == 0) return 0;
+  const uint32_t reusable = (prompt_tokens - 1) / config_.hash.block_size;
+  return std::min(matched_blocks, reusable) * config_.hash.block_size;
+}
+
+absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request) const {
+  RouteDecision decision;
+  decision.request = request;
+  std::vector<uint32_t> tokens;
+  switch (request.prompt_case()) {
+    case pb::GenerateRequest::kTokenIds:
+      tokens.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
+      break;
+    case pb::GenerateRequest::kText:
+      if (static_cast<int64_t>(request.text().size()) > config_.max_prompt_bytes) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("the prompt text has ", request.text().size(), " bytes; the limit is ",
+                         config_.max_prompt_bytes));
+      }
+      if (tokenizer_ != nullptr) {
+        tokens = tokenizer_->Encode(request.text(), request.add_special_tokens());
+        // Workers get exactly the tokens that were hashed.
+        decision.request.mutable_token_ids()->mutable_ids()->Assign(tokens.begin(), tokens.end());
+        decision.request.set_add_special_tokens(false);
+      }
+      break;
+    case pb::GenerateRequest::PROMPT_NOT_SET:
+      return absl::InvalidArgumentError("the request has no prompt: set token_ids or text");
+  }
+  if (request.prompt_case() == pb::GenerateRequest::kTokenIds && tokens.empty()) {
+    return absl::InvalidArgumentError("the prompt is empty");
+  }
+  if (request.sampling().max_tokens() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be positive, got ", request.sampling().max_tokens()));
+  }
+  decision.prompt_tokens = tokens.size();
+
+  std::vector<uint64_t> hashes;
+  const uint64_t salt = SaltHash(config_.model_identity, request.lora_name(), request.cache_salt(),
+                                 config_.hash.seed);
+  AppendSeqHashes(tokens, salt, config_.hash, &hashes);
+  decision.prompt_blocks = hashes.size();
+
+  const std::vector<std::shared_ptr<WorkerLink>> ready = pool_->Ready();
+  if (ready.empty()) return absl::UnavailableError("no worker is ready to serve");
+  std::vector<kvindex::WorkerMatch> matches;
+  index_->FindMatches(hashes, &matches);
+  std::vector<Candidate> candidates;
+  candidates.reserve(ready.size());
+  for (size_t i = 0; i < ready.size(); ++i) {
+    Candidate c;
+    c.worker = i;
+    auto match = std::lower_bound(
+        matches.begin(), matches.end(), ready[i]->index_id(),
+        [](const kvindex::WorkerMatch& m, kvindex::WorkerId id) { return m.worker < id; });
+    if (match != matches.end() && match->worker == ready[i]->index_id()) {
+      c.matched_blocks = match->matched_blocks;
+    }
+    const WorkerCounters& counters = ready[i]->counters();
+    c.active_requests = counters.active_requests.load(std::memory_order_relaxed);
+    // What this router sent, or what the worker reports when others send to it too.
+    c.active_tokens = std::max<int64_t>(counters.active_tokens.load(std::memory_order_relaxed),
+                                        ready[i]->load().tokens_in_flight());
+    candidates.push_back(c);
+  }
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const double random = std::uniform_real_distribution<double>(0, 1)(rng);
+  const Decision chosen =
+      policy_.Choose(candidates, decision.prompt_blocks, config_.hash.block_size, random);
+  for (const Scored& s : chosen.ranked) decision.candidates.push_back({ready[s.worker], s});
+  return decision;
+}
+
+}  // namespace kvc::router
