@@ -7,10 +7,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <vector>
 
+#include "absl/base/const_init.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "worker/backend/cpu/attention.h"
 #include "worker/backend/cpu/kernels.h"
 #include "worker/backend/cpu/rope.h"
@@ -81,7 +84,7 @@ class CpuModel final : public Backend {
   }
 
   absl::Status Init() {
-    memory_bound_threads_ = memory_bound_threads_option_ < 0 ? CalibrateMemoryBoundThreads()
+    memory_bound_threads_ = memory_bound_threads_option_ < 0 ? CachedMemoryBoundThreads()
                             : memory_bound_threads_option_ == 0
                                 ? pool_.num_threads()
                                 : std::min(memory_bound_threads_option_, pool_.num_threads());
@@ -169,6 +172,19 @@ class CpuModel final : public Backend {
 
   // Picks memory_bound_threads_ (see CpuBackendOptions): sums a 64 MiB buffer, larger than
   // the caches, with one thread and with all, best of three passes each.
+  // Measured once per process and thread count: the machine does not change between backends,
+  // and tests create many.
+  int CachedMemoryBoundThreads() {
+    static absl::Mutex mutex(absl::kConstInit);
+    static auto* measured = new std::map<int, int>();  // num_threads -> choice; never freed
+    absl::MutexLock lock(&mutex);
+    auto it = measured->find(pool_.num_threads());
+    if (it == measured->end()) {
+      it = measured->emplace(pool_.num_threads(), CalibrateMemoryBoundThreads()).first;
+    }
+    return it->second;
+  }
+
   int CalibrateMemoryBoundThreads() {
     if (pool_.num_threads() == 1) return 1;
     const int64_t n = int64_t(8) << 20;
