@@ -48,10 +48,13 @@ void MatMulTyped(const float* x, int64_t x_stride, int m, const void* w, int64_t
                  int64_t row_begin, int64_t row_end, float* out, int64_t out_stride,
                  bool accumulate) {
   if (m == 1) {
-    // Decode: one pass over the weights, 4 rows at a time so that 4 FMA chains overlap.
+    // Decode: one pass over the weights, 8 rows at a time: 8 independent FMA chains, and 8
+    // read streams keep more cache misses in flight than 4 (about 8% more GB/s with two
+    // threads on the 2-core Zen 4 VM).
     int64_t r = row_begin;
-    for (; r + 4 <= row_end; r += 4)
-      Tile<W, 4, 1>(x, x_stride, w, r, k, out, out_stride, accumulate);
+    for (; r + 8 <= row_end; r += 8) {
+      Tile<W, 8, 1>(x, x_stride, w, r, k, out, out_stride, accumulate);
+    }
     for (; r < row_end; ++r) Tile<W, 1, 1>(x, x_stride, w, r, k, out, out_stride, accumulate);
     return;
   }
