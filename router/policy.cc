@@ -62,6 +62,9 @@ Decision Policy::Choose(std::span<const Candidate> candidates, uint32_t prompt_b
         if (candidates[a].active_requests != candidates[b].active_requests) {
           return candidates[a].active_requests < candidates[b].active_requests;
         }
+        if (candidates[a].cached_blocks != candidates[b].cached_blocks) {
+          return candidates[a].cached_blocks < candidates[b].cached_blocks;
+        }
         return rotated(a) < rotated(b);
       });
       if (options_.temperature > 0 && n > 1) {

@@ -4,8 +4,9 @@
 // kv (default): cost = overlap_weight * prefill_blocks + decode_load_blocks, where
 //   prefill_blocks are the request's prompt blocks the worker would still compute and
 //   decode_load_blocks are the tokens of its active requests, in blocks. Temperature 0 takes
-//   the cheapest worker (ties: fewer active requests, then a rotation so equal workers share
-//   the load); temperature > 0 samples softmax(-cost / (temperature * mean cost)).
+//   the cheapest worker (ties: fewer active requests, then fewer cached blocks, then a
+//   rotation, so that equal workers share the load); temperature > 0 samples
+//   softmax(-cost / (temperature * mean cost)).
 // round-robin, random, least-loaded (fewest active requests, then fewest tokens): baselines
 //   that ignore the cache, for comparison.
 //
@@ -47,6 +48,9 @@ struct Candidate {
   int active_requests = 0;
   // Tokens of the worker's active requests (prompt + generated).
   int64_t active_tokens = 0;
+  // Blocks the index holds for the worker: among otherwise equal workers, a new prefix goes
+  // where the cache has the most room.
+  uint64_t cached_blocks = 0;
 };
 
 struct Scored {

@@ -39,6 +39,14 @@ TEST(PolicyTest, TiesRotateSoEqualWorkersShareTheLoad) {
   EXPECT_EQ(picks, (std::map<size_t, int>{{0, 10}, {1, 10}, {2, 10}}));
 }
 
+TEST(PolicyTest, NewPrefixesGoWhereTheCacheHasRoom) {
+  Policy policy({.kind = PolicyKind::kKv});
+  const std::vector<Candidate> candidates = {{.worker = 0, .cached_blocks = 500},
+                                             {.worker = 1, .cached_blocks = 20},
+                                             {.worker = 2, .cached_blocks = 300}};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(policy.Choose(candidates, 8, 16, 0).ranked[0].worker, 1u);
+}
+
 TEST(PolicyTest, TemperatureSamplesButFavoursCheapWorkers) {
   Policy policy({.kind = PolicyKind::kKv, .temperature = 0.5});
   const std::vector<Candidate> candidates = {{.worker = 0, .matched_blocks = 0},

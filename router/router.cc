@@ -74,6 +74,7 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
     if (match != matches.end() && match->worker == ready[i]->index_id()) {
       c.matched_blocks = match->matched_blocks;
     }
+    c.cached_blocks = index_->GetWorkerSummary(ready[i]->index_id()).blocks.num_blocks;
     const WorkerCounters& counters = ready[i]->counters();
     c.active_requests = counters.active_requests.load(std::memory_order_relaxed);
     // What this router sent, or what the worker reports when others send to it too.

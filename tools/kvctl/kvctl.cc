@@ -164,6 +164,7 @@ int Generate() {
     return 0;
   }
   std::printf("\n");
+  std::fflush(stdout);
   std::fprintf(stderr,
                "[worker %s | finish %s | prompt %u tokens, %u cached | %u generated | "
                "ttft %.1f ms | %.1f ms/token]\n",
