@@ -199,7 +199,9 @@ class RadixPrefixIndex final : public PrefixIndex {
     return status;
   }
 
-  // Last block first, so each parent ends up more recent than its children.
+  // Last block first, so each parent ends up more recent than its children. The LRU's map is
+  // far larger than the cache, so blocks a few steps ahead are prefetched.
+  static constexpr size_t kLruPrefetchDistance = 8;
   void RefreshAndPrune(WorkerId worker, std::span<const uint64_t> stored)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) {
     const size_t section = options_.max_blocks_per_write_section;
@@ -207,7 +209,10 @@ class RadixPrefixIndex final : public PrefixIndex {
       absl::WriterMutexLock lock(&mu_);
       WorkerLru& lru = *EnsureWorker(worker).lru;
       const size_t begin = end > section ? end - section : 0;
-      for (size_t i = end; i-- > begin;) lru.Touch(stored[i]);
+      for (size_t i = end; i-- > begin;) {
+        if (i >= kLruPrefetchDistance) lru.Prefetch(stored[i - kLruPrefetchDistance]);
+        lru.Touch(stored[i]);
+      }
       end = begin;
     }
     std::vector<uint64_t> victims;

@@ -18,6 +18,8 @@ class WorkerLru {
  public:
   size_t size() const { return slot_of_.size(); }
   bool Contains(uint64_t seq_hash) const { return slot_of_.contains(seq_hash); }
+  // Starts loading the block's map slot, for loops that will touch it a few steps later.
+  void Prefetch(uint64_t seq_hash) const { slot_of_.prefetch(seq_hash); }
 
   // Makes the block the most recently used (adding it when absent).
   void Touch(uint64_t seq_hash) {

@@ -157,6 +157,31 @@ void BM_ShareThenDropConversation(benchmark::State& state) {
 }
 BENCHMARK(BM_ShareThenDropConversation);
 
+// Approximate mode as a router without events uses it: each routed request's whole chain is
+// stored on its worker, refreshing recency, and the per-worker bound (8192 blocks) prunes the
+// least recently used tails. Items are blocks stored.
+void BM_ApproximateStoreRequest(benchmark::State& state) {
+  constexpr WorkerId kWorkers = 64;
+  PrefixIndexOptions options;
+  options.max_blocks_per_worker = 8192;
+  auto index = NewPrefixIndex(options);
+  const auto prompt = Chain(0x5a17, 0, kPromptBlocks);
+  std::vector<std::vector<StoredBlock>> requests;
+  for (size_t c = 0; c < 1024; ++c) {
+    auto request = prompt;
+    const auto tail = Chain(prompt.back().seq_hash, c + 1, kConversationBlocks);
+    request.insert(request.end(), tail.begin(), tail.end());
+    requests.push_back(std::move(request));
+  }
+  std::mt19937 rng(1);
+  for (auto _ : state) {
+    (void)index->ApplyStored(static_cast<WorkerId>(rng() % kWorkers), std::nullopt,
+                             requests[rng() % requests.size()]);
+  }
+  state.SetItemsProcessed(state.iterations() * (kPromptBlocks + kConversationBlocks));
+}
+BENCHMARK(BM_ApproximateStoreRequest);
+
 }  // namespace
 }  // namespace kvc::kvindex
 
