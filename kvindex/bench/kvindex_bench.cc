@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -88,6 +89,13 @@ std::string CpuModel() {
     }
   }
   return "unknown";
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one_minute;
+  in >> one_minute;
+  return one_minute.empty() ? "unknown" : one_minute;
 }
 
 std::string Table(const std::vector<ReplayResult>& runs, double ideal_hit_rate) {
@@ -207,7 +215,9 @@ int Main(int argc, char** argv) {
     std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
     report << "## kvindex\n\n"
            << "Command: `" << flags.command_line << "` (" << date << ")  \n"
-           << "Machine: " << CpuModel() << ", one core (single-threaded replay)  \n"
+           << "Machine: " << CpuModel() << ", " << std::thread::hardware_concurrency()
+           << " logical CPUs, load average " << LoadAverage()
+           << " at the end (the replay uses one core)  \n"
            << "Trace: Mooncake conversation trace, " << trace->size()
            << " requests, 16-token blocks; each worker caches " << config.capacity_blocks
            << " blocks (LRU, tail-first eviction); routing by least queued + new prefill "
@@ -219,7 +229,8 @@ int Main(int argc, char** argv) {
               "replay). Latencies are per call during the replay. bytes/pair is the index's own "
               "accounting (malloc: "
               "heap released when the index is destroyed, mallinfo2). Hit rate: leading blocks "
-              "the chosen worker had cached; ideal: one unlimited cache shared by all.\n\n"
+              "the chosen worker had cached; ideal: one unlimited cache shared by all. Peak RSS "
+              "is the process's: trace, simulated caches and logged calls included.\n\n"
            << table << "\n"
            << goals;
   }
