@@ -1,0 +1,245 @@
+// kvc_bench_router: what the router costs and how fast it decides.
+//   kvc_bench_router [--json] [--report FILE] [--quick]
+// 1. Overhead: Generate requests (64-token prompt, 1 output token) sent to a worker
+//    directly and through the router, interleaved; the router's added latency is the
+//    difference of the percentiles.
+// 2. Decisions: Route calls for 4096-token prompts against a router with 64 registered
+//    workers (real kvc-worker processes on the tiny model), many in flight, for a fixed time.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "kvcluster/v1/kvcluster.grpc.pb.h"
+#include "tests/util/cluster.h"
+
+namespace kvc {
+namespace {
+
+namespace pb = ::kvcluster::v1;
+
+void Progress(const std::string& what) { std::fprintf(stderr, "bench router: %s\n", what.c_str()); }
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "bench router: %s\n", what.c_str());
+  std::exit(1);
+}
+
+pb::GenerateRequest Request(uint32_t seed, int tokens, int max_tokens) {
+  pb::GenerateRequest request;
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 7;
+  for (int i = 0; i < tokens; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    request.mutable_token_ids()->add_ids(x % 500);
+  }
+  request.mutable_sampling()->set_max_tokens(max_tokens);
+  request.mutable_sampling()->set_ignore_eos(true);
+  return request;
+}
+
+template <typename Stub>
+double GenerateSeconds(Stub* stub, const pb::GenerateRequest& request) {
+  grpc::ClientContext context;
+  const absl::Time start = absl::Now();
+  auto reader = stub->Generate(&context, request);
+  pb::GenerateResponse response;
+  while (reader->Read(&response)) {
+  }
+  if (const grpc::Status status = reader->Finish(); !status.ok()) {
+    Fail("a Generate call failed: " + status.error_message());
+  }
+  return absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+double Percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+}
+
+std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+int Main(int argc, char** argv) {
+  bool json = false, quick = false;
+  std::string report;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--json") {
+      json = true;
+    } else if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--report" && i + 1 < argc) {
+      report = argv[++i];
+    } else {
+      Fail("unknown argument '" + arg +
+           "'; usage: kvc_bench_router [--json] [--report FILE] [--quick]");
+    }
+  }
+  const int requests = quick ? 300 : 2000;
+  testing::TempDir dir;
+
+  // 1. Overhead against a single worker.
+  double direct_p50, direct_p99, routed_p50, routed_p99;
+  {
+    Progress("starting a router and one worker");
+    testing::Cluster cluster;
+    if (absl::Status s = cluster.Start(dir.path(), {.num_workers = 1}); !s.ok()) {
+      Fail(std::string(s.message()));
+    }
+    auto worker = pb::Worker::NewStub(
+        grpc::CreateChannel(cluster.worker_address(0), grpc::InsecureChannelCredentials()));
+    auto router = pb::Router::NewStub(
+        grpc::CreateChannel(cluster.router_address(), grpc::InsecureChannelCredentials()));
+    // Wait until the router serves, then warm both paths.
+    for (int tries = 0;; ++tries) {
+      grpc::ClientContext context;
+      auto reader = router->Generate(&context, Request(1, 64, 1));
+      pb::GenerateResponse response;
+      while (reader->Read(&response)) {
+      }
+      if (reader->Finish().ok()) break;
+      if (tries > 200) Fail("the router never became ready");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (int i = 0; i < 50; ++i) {
+      GenerateSeconds(worker.get(), Request(i, 64, 1));
+      GenerateSeconds(router.get(), Request(i, 64, 1));
+    }
+    Progress(absl::StrCat(requests, " requests each way, interleaved"));
+    std::vector<double> direct, routed;
+    for (int i = 0; i < requests; ++i) {
+      // The same prompt both ways, so both see the same cache state (a hit after the first).
+      const pb::GenerateRequest request = Request(1000 + i % 50, 64, 1);
+      direct.push_back(GenerateSeconds(worker.get(), request));
+      routed.push_back(GenerateSeconds(router.get(), request));
+    }
+    direct_p50 = Percentile(direct, 0.5) * 1e6;
+    direct_p99 = Percentile(direct, 0.99) * 1e6;
+    routed_p50 = Percentile(routed, 0.5) * 1e6;
+    routed_p99 = Percentile(routed, 0.99) * 1e6;
+  }
+
+  // 2. Route decisions with 64 workers.
+  const int num_workers = 64;
+  double decisions_per_s = 0;
+  {
+    Progress(absl::StrCat("starting a router and ", num_workers, " workers"));
+    testing::TempDir dir64;
+    testing::Cluster cluster;
+    if (absl::Status s = cluster.Start(
+            dir64.path(), {.num_workers = num_workers,
+                           .worker_flags = {"--max-context", "8192", "--kv-cache-memory", "4MiB"}});
+        !s.ok()) {
+      Fail(std::string(s.message()));
+    }
+    auto router = pb::Router::NewStub(
+        grpc::CreateChannel(cluster.router_address(), grpc::InsecureChannelCredentials()));
+    for (int tries = 0;; ++tries) {
+      grpc::ClientContext context;
+      pb::ListWorkersResponse workers;
+      int ready = 0;
+      if (router->ListWorkers(&context, {}, &workers).ok()) {
+        for (const auto& w : workers.workers()) ready += w.state() == pb::WORKER_STATE_READY;
+      }
+      if (ready == num_workers) break;
+      if (tries > 600) Fail("not every worker became ready");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    // Give the index something to match: 64 prompts of 4096 tokens, each cached somewhere.
+    Progress("filling the index");
+    std::vector<pb::RouteRequest> prompts;
+    for (int i = 0; i < 64; ++i) {
+      GenerateSeconds(router.get(), Request(5000 + i, 4096, 1));
+      pb::RouteRequest route;
+      *route.mutable_request() = Request(5000 + i, 4096, 1);
+      prompts.push_back(route);
+    }
+    Progress("Route calls, 64 in flight");
+    const absl::Duration duration = quick ? absl::Seconds(2) : absl::Seconds(8);
+    absl::Mutex mutex;
+    int in_flight = 0;
+    std::atomic<int64_t> completed{0};
+    std::atomic<int64_t> failed{0};
+    const absl::Time start = absl::Now();
+    const absl::Time end = start + duration;
+    int64_t issued = 0;
+    while (absl::Now() < end) {
+      {
+        absl::MutexLock lock(&mutex);
+        auto room = [&] { return in_flight < 64; };
+        mutex.Await(absl::Condition(&room));
+        ++in_flight;
+      }
+      auto* context = new grpc::ClientContext();
+      auto* response = new pb::RouteResponse();
+      router->async()->Route(context, &prompts[issued++ % prompts.size()], response,
+                             [&, context, response](grpc::Status status) {
+                               (status.ok() ? completed : failed).fetch_add(1);
+                               delete context;
+                               delete response;
+                               absl::MutexLock lock(&mutex);
+                               --in_flight;
+                             });
+    }
+    {
+      absl::MutexLock lock(&mutex);
+      auto drained = [&] { return in_flight == 0; };
+      mutex.Await(absl::Condition(&drained));
+    }
+    decisions_per_s = completed.load() / absl::ToDoubleSeconds(absl::Now() - start);
+    if (failed.load() > 0) Fail(absl::StrCat(failed.load(), " Route calls failed"));
+  }
+
+  const double added_p50 = routed_p50 - direct_p50;
+  const double added_p99 = routed_p99 - direct_p99;
+  if (json) {
+    std::printf(
+        "{\"router_overhead_p50_us\": %.1f, \"router_overhead_p99_us\": %.1f, "
+        "\"direct_p50_us\": %.1f, \"direct_p99_us\": %.1f, \"routed_p50_us\": %.1f, "
+        "\"routed_p99_us\": %.1f, \"route_decisions_per_s\": %.0f}\n",
+        added_p50, added_p99, direct_p50, direct_p99, routed_p50, routed_p99, decisions_per_s);
+  }
+  const std::string table = absl::StrFormat(
+      "| figure | value | goal |\n|---|---|---|\n"
+      "| Generate latency, direct to the worker, p50 / p99 | %.0f / %.0f us | |\n"
+      "| Generate latency, through the router, p50 / p99 | %.0f / %.0f us | |\n"
+      "| added by the router, p50 | %.0f us | < 200 us (%s) |\n"
+      "| added by the router, p99 | %.0f us | |\n"
+      "| Route decisions/s, 4096-token prompts, %d workers | %.0f | >= 20000 (%s) |\n",
+      direct_p50, direct_p99, routed_p50, routed_p99, added_p50, added_p50 < 200 ? "met" : "missed",
+      added_p99, num_workers, decisions_per_s, decisions_per_s >= 20000 ? "met" : "missed");
+  if (!json) std::printf("%s", table.c_str());
+  if (!report.empty()) {
+    std::ofstream out(report);
+    out << "## router\n\nCommand: `scripts/bench router" << (quick ? " --quick" : "")
+        << "` (build/bin/kvc_bench_router)  \nCPU: " << CpuModel() << ", "
+        << std::thread::hardware_concurrency()
+        << " threads, shared by the client, the router and the workers  \n"
+        << "Overhead: " << requests
+        << " Generate calls each way (64-token prompt, 1 output token, tiny model), "
+           "interleaved. Decisions: Route calls with 64 in flight for "
+        << (quick ? 2 : 8) << " s, prompts of 4096 token ids, every worker a real kvc-worker.\n\n"
+        << table;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvc
+
+int main(int argc, char** argv) { return kvc::Main(argc, argv); }
