@@ -38,6 +38,7 @@ struct SmallLayerParams {
 };
 
 // The KV pool: one anonymous mapping (zero pages until touched), apart from the weights.
+// Thread-safety: owns memory only; the CpuModel that holds it decides who writes where.
 class KvPool {
  public:
   KvPool() = default;

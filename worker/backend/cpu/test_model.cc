@@ -24,6 +24,7 @@ struct Buffers {
   std::vector<std::unique_ptr<uint8_t[]>> owned;
 };
 
+// Thread-safety: one thread uses a Builder; Make() runs its own fill threads and joins them.
 class Builder {
  public:
   Builder(DType dtype, uint64_t seed, Buffers* buffers)
