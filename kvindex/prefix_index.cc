@@ -18,7 +18,11 @@ using internal::WorkerLru;
 
 // The concurrency design is explained in prefix_index.h: mu_ is a reader-writer lock taken
 // exclusively for bounded sections only; writer_mu_ serializes mutators for their whole
-// duration, so a bulk operation sees no other mutation between its sections.
+// duration, so a bulk operation sees no other mutation between its sections. The tree's
+// location map is read by the writer alone (lookups never use it), so it is grown under
+// writer_mu_ only, before the exclusive section that inserts into it: its rehashes, tens of
+// milliseconds at millions of blocks, never hold up a lookup. GetStats and CheckConsistency
+// read it, so they take writer_mu_ too.
 class RadixPrefixIndex final : public PrefixIndex {
  public:
   explicit RadixPrefixIndex(const PrefixIndexOptions& options) : options_(options) {
@@ -94,6 +98,7 @@ class RadixPrefixIndex final : public PrefixIndex {
   }
 
   IndexStats GetStats() const override {
+    absl::MutexLock writer(&writer_mu_);
     absl::ReaderMutexLock lock(&mu_);
     IndexStats stats;
     stats.nodes = tree_.num_nodes();
@@ -108,6 +113,7 @@ class RadixPrefixIndex final : public PrefixIndex {
   }
 
   absl::Status CheckConsistency() const override {
+    absl::MutexLock writer(&writer_mu_);
     absl::ReaderMutexLock lock(&mu_);
     if (absl::Status status = tree_.CheckConsistency(); !status.ok()) return status;
     std::vector<RadixTree::Run> runs;
@@ -171,6 +177,8 @@ class RadixPrefixIndex final : public PrefixIndex {
     size_t done = 0;
     std::optional<uint64_t> chunk_parent = parent;
     while (true) {
+      const size_t chunk = std::min(section, hashes.size() - done);
+      ReserveLocations(chunk);
       absl::WriterMutexLock lock(&mu_);
       WorkerState& state = EnsureWorker(worker);
       if (done == 0 && parent.has_value() && !tree_.Holds(worker, *parent)) {
@@ -179,9 +187,8 @@ class RadixPrefixIndex final : public PrefixIndex {
             absl::StrCat("worker ", worker, " stored blocks under parent ", *parent,
                          " that it does not hold: events were lost"));
       }
-      const auto outcome = tree_.Store(
-          worker, chunk_parent, hashes.subspan(done, std::min(section, hashes.size() - done)),
-          &state.summary.blocks);
+      const auto outcome =
+          tree_.Store(worker, chunk_parent, hashes.subspan(done, chunk), &state.summary.blocks);
       // In approximate mode a re-store is how recency is refreshed, not a sign of drift.
       if (!approximate()) state.summary.duplicate_stores += outcome.duplicates;
       done += outcome.applied;
@@ -197,6 +204,13 @@ class RadixPrefixIndex final : public PrefixIndex {
     }
     if (approximate() && done > 0) RefreshAndPrune(worker, hashes.first(done));
     return status;
+  }
+
+  // Grows the tree's location map while lookups go on (see the comment on the class): the
+  // map is the writer's alone, which the annotations on tree_ cannot express.
+  void ReserveLocations(size_t inserts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    tree_.ReserveForInserts(inserts);
   }
 
   // Last block first, so each parent ends up more recent than its children. The LRU's map is
@@ -257,7 +271,7 @@ class RadixPrefixIndex final : public PrefixIndex {
   }
 
   const PrefixIndexOptions options_;
-  absl::Mutex writer_mu_;
+  mutable absl::Mutex writer_mu_;
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(writer_mu_);
   RadixTree tree_ ABSL_GUARDED_BY(mu_);
   std::vector<WorkerState> workers_ ABSL_GUARDED_BY(mu_);

@@ -163,6 +163,18 @@ bool RadixTree::Holds(WorkerId worker, uint64_t seq_hash) const {
   return it != locations_.end() && Contains(nodes_[it->second.node].workers, worker);
 }
 
+void RadixTree::ReserveForInserts(size_t inserts) {
+  const size_t needed = locations_.size() + inserts;
+  const size_t capacity = locations_.bucket_count();
+  if (needed > capacity - capacity / 8) {
+    // Past the map's maximum load: grow geometrically, so rehashes stay amortized O(1).
+    locations_.reserve(std::max(needed, 2 * locations_.size()));
+  } else {
+    // A no-op unless erased slots used up the room, in which case the map is rebuilt now.
+    locations_.reserve(needed);
+  }
+}
+
 std::pair<NodeId, NodeId> RadixTree::Split(NodeId id, uint32_t k) {
   const size_t length = nodes_[id].seq_hashes.size();
   KVC_CHECK(k > 0 && k < length, "split point outside the node");

@@ -17,7 +17,10 @@
 // child with an equal worker set. Nodes with no workers may remain when a descendant is held
 // (a worker removed an inner block).
 //
-// Thread safety: none. PrefixIndex wraps it in a reader-writer lock; const methods only read.
+// Thread safety: none of its own. PrefixIndex wraps it in a reader-writer lock; const methods
+// only read. One exception, relied on to keep rehashing out of lookups' way: FindMatches never
+// reads the location map, so ReserveForInserts (which touches nothing else) may run while
+// FindMatches calls are in progress.
 #ifndef KVCLUSTER_KVINDEX_RADIX_TREE_H_
 #define KVCLUSTER_KVINDEX_RADIX_TREE_H_
 
@@ -66,6 +69,11 @@ class RadixTree {
   RadixTree& operator=(const RadixTree&) = delete;
 
   bool Holds(WorkerId worker, uint64_t seq_hash) const;
+
+  // Makes room in the location map so that the next `inserts` new blocks cause no rehash.
+  // Rehashing millions of entries takes tens of milliseconds; done here, it need not hold up
+  // lookups (see the thread-safety note above).
+  void ReserveForInserts(size_t inserts);
 
   // Stores the chain `seq_hashes` after `parent` (a first block when absent) for `worker`.
   // REQUIRES: the worker holds `parent`. Newly held blocks are added to *digest.
