@@ -157,13 +157,14 @@ std::string Json(const std::vector<ReplayResult>& runs, double ideal_hit_rate) {
         "\"find_matches_max_us\": %.3f, \"index_only_find_matches_p99_us\": %.3f, "
         "\"event_p99_us\": %.3f, \"block_worker_pairs\": %d, "
         "\"bytes_per_block_worker\": %.2f, \"malloc_bytes_per_block_worker\": %.2f, "
-        "\"nodes\": %d, \"hit_rate\": %.4f, \"mispredicted\": %d, \"anomalies\": %d, "
+        "\"nodes\": %d, \"blocks\": %d, \"hit_rate\": %.4f, \"mispredicted\": %d, \"anomalies\": "
+        "%d, "
         "\"peak_rss_mb\": %.1f, \"cpu_share\": %.3f}",
         i ? ", " : "", r.workers, r.requests, r.ops(), r.ops_per_cpu_second(), r.ops_per_second(),
         r.find_matches_p50_us, r.find_matches_p99_us, r.find_matches_max_us,
         r.index_only_find_matches_p99_us, r.event_p99_us, r.stats.block_worker_pairs,
-        r.bytes_per_pair(), r.malloc_bytes_per_pair(), r.stats.nodes, r.hit_rate(), r.mispredicted,
-        r.anomalies, r.peak_rss_mb, r.cpu_share);
+        r.bytes_per_pair(), r.malloc_bytes_per_pair(), r.stats.nodes, r.stats.blocks, r.hit_rate(),
+        r.mispredicted, r.anomalies, r.peak_rss_mb, r.cpu_share);
   }
   return out + "]}";
 }
