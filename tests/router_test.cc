@@ -336,6 +336,34 @@ TEST_F(RouterTest, BadInputsGetPreciseCodesAndTheRouterKeepsServing) {
   for (int i = 0; i < 5; ++i) EXPECT_TRUE(Generate(Request(Prompt(i, 30), 3)).status.ok());
 }
 
+TEST_F(RouterTest, FollowsWorkersThroughDns) {
+  StartCluster({.num_workers = 1});
+  const std::string port = cluster_.worker_address(0).substr(cluster_.worker_address(0).rfind(':'));
+  auto router = testing::Process::Start(
+      {testing::BinDir() + "/kvc-router", "--model", cluster_.model_dir(), "--workers-dns",
+       "localhost" + port, "--listen", "127.0.0.1:0", "--port-file", dir_.path() + "/dns.port",
+       "--http-listen", "", "--dns-refresh", "200ms"},
+      dir_.path() + "/dns-router.log");
+  ASSERT_TRUE(router.ok());
+  auto bound = testing::WaitForPortFile(dir_.path() + "/dns.port", &*router);
+  ASSERT_TRUE(bound.ok()) << testing::ReadFile(dir_.path() + "/dns-router.log");
+  auto stub = pb::Router::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", *bound), grpc::InsecureChannelCredentials()));
+  bool ready = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!ready && absl::Now() < deadline) {
+    grpc::ClientContext context;
+    pb::ListWorkersResponse workers;
+    ASSERT_TRUE(stub->ListWorkers(&context, {}, &workers).ok());
+    for (const pb::WorkerStatus& w : workers.workers()) {
+      ready |= w.address() == cluster_.worker_address(0) && w.source() == pb::WORKER_SOURCE_DNS &&
+               w.state() == pb::WORKER_STATE_READY;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(ready) << testing::ReadFile(dir_.path() + "/dns-router.log");
+}
+
 TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
   StartCluster({.num_workers = 1});
   cluster_.worker(0).Kill();
