@@ -117,6 +117,10 @@ struct Results {
   double decode_tok_s[3] = {0, 0, 0};  // batch 1, 8, 32
   double decode_gb_s_b1 = 0;
   double decode_bw_fraction_b1 = 0;
+  // Batch-1 decode with the memory-bound products pinned to one thread / to all threads (the
+  // default backend measures which pays at creation), and at a 2048-token context.
+  double decode_gb_s_b1_one_thread = 0, decode_gb_s_b1_all_threads = 0;
+  double decode_tok_s_b1_context_2048 = 0;
   std::string speedup_model;
   double cached_1000_s = 0, recompute_1000_s = 0, kv_cache_speedup_1000 = 0;
   bool same_tokens = false;
@@ -237,6 +241,20 @@ int Main(int argc, char** argv) {
   }
 
   {
+    Progress("decode, batch 1, memory-bound products on one thread / on all");
+    for (int pinned : {1, 0}) {
+      CpuBackendOptions pinned_options = options;
+      pinned_options.memory_bound_threads = pinned;
+      std::unique_ptr<Backend> b = *CreateCpuBackend(weights, pinned_options);
+      const double step_s = DecodeStepSeconds(*b, 1, kContext, quick ? 3 : 10);
+      (pinned == 1 ? r.decode_gb_s_b1_one_thread : r.decode_gb_s_b1_all_threads) =
+          DecodeBytes(weights, 1, kContext, options.kv_cache.dtype) / step_s / 1e9;
+    }
+    Progress("decode, batch 1, context 2048");
+    r.decode_tok_s_b1_context_2048 = 1 / DecodeStepSeconds(backend, 1, 2048, quick ? 3 : 10);
+  }
+
+  {
     Progress("1000 tokens with the KV cache vs recomputing every step (small shape)");
     const model::ModelWeights small = MakeRandomModel(SpeedupConfig(), 2);
     CpuBackendOptions small_options = options;
@@ -282,6 +300,9 @@ int Main(int argc, char** argv) {
   row("decode, batch 32 (context 128)", r.decode_tok_s[2], "tok/s");
   row("decode batch 1: bytes read / time", r.decode_gb_s_b1, "GB/s");
   row("decode batch 1: fraction of copy bandwidth", r.decode_bw_fraction_b1, "ratio");
+  row("decode batch 1, memory-bound on 1 thread", r.decode_gb_s_b1_one_thread, "GB/s");
+  row("decode batch 1, memory-bound on all threads", r.decode_gb_s_b1_all_threads, "GB/s");
+  row("decode, batch 1 (context 2048)", r.decode_tok_s_b1_context_2048, "tok/s");
   row("1000 tokens with KV cache (small shape)", r.cached_1000_s, "s");
   row("1000 tokens recomputed (small shape)", r.recompute_1000_s, "s");
   row("KV cache speedup, 1000 tokens (small shape)", r.kv_cache_speedup_1000, "x");
@@ -304,10 +325,12 @@ int Main(int argc, char** argv) {
         "\"decode_bw_fraction_b1\": %.4f, \"kv_cache_speedup_1000\": %.3f, "
         "\"kv_cache_cached_1000_s\": %.3f, \"kv_cache_recompute_1000_s\": %.3f, "
         "\"kv_cache_same_tokens\": %s, \"kv_cache_speedup_1000_1b_estimated\": %.3f, "
-        "\"threads\": %d}\n",
+        "\"decode_gb_s_b1_one_thread\": %.3f, \"decode_gb_s_b1_all_threads\": %.3f, "
+        "\"decode_tok_s_b1_context_2048\": %.3f, \"threads\": %d}\n",
         r.prefill_tok_s, r.decode_tok_s[0], r.decode_tok_s[1], r.decode_tok_s[2], r.decode_gb_s_b1,
         r.copy_gb_s, r.decode_bw_fraction_b1, r.kv_cache_speedup_1000, r.cached_1000_s,
         r.recompute_1000_s, r.same_tokens ? "true" : "false", r.estimated_1b_speedup_1000,
+        r.decode_gb_s_b1_one_thread, r.decode_gb_s_b1_all_threads, r.decode_tok_s_b1_context_2048,
         r.threads);
   } else {
     std::printf("%s\n%s", table.str().c_str(), notes.c_str());
