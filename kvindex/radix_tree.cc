@@ -164,15 +164,21 @@ bool RadixTree::Holds(WorkerId worker, uint64_t seq_hash) const {
 }
 
 void RadixTree::ReserveForInserts(size_t inserts) {
-  const size_t needed = locations_.size() + inserts;
+  if (inserts <= location_room_) return;
+  // Rebuild the map here rather than let an insert rehash it inside an exclusive section: a
+  // fresh copy has no erased slots, and past 25/32 full it gets twice the room (geometric
+  // growth keeps the rebuilds amortized O(1) per insert).
+  const size_t size = locations_.size();
   const size_t capacity = locations_.bucket_count();
-  if (needed > capacity - capacity / 8) {
-    // Past the map's maximum load: grow geometrically, so rehashes stay amortized O(1).
-    locations_.reserve(std::max(needed, 2 * locations_.size()));
-  } else {
-    // A no-op unless erased slots used up the room, in which case the map is rebuilt now.
-    locations_.reserve(needed);
-  }
+  const size_t wanted = size + inserts > capacity / 32 * 25
+                            ? 2 * (size + inserts)
+                            : std::max(size + inserts, capacity - capacity / 8);
+  absl::flat_hash_map<uint64_t, Location> rebuilt;
+  rebuilt.reserve(wanted);
+  rebuilt.insert(locations_.begin(), locations_.end());
+  locations_.swap(rebuilt);
+  const size_t rebuilt_capacity = locations_.bucket_count();
+  location_room_ = rebuilt_capacity - rebuilt_capacity / 8 - size;
 }
 
 std::pair<NodeId, NodeId> RadixTree::Split(NodeId id, uint32_t k) {
@@ -307,6 +313,7 @@ size_t RadixTree::AppendChain(WorkerId worker, NodeId node, int64_t offset,
       *inconsistent = true;
       break;
     }
+    if (location_room_ > 0) --location_room_;
     made.seq_hashes.push_back(seq_hash);
     digest->Add(seq_hash);
     ++depth;

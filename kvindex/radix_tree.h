@@ -152,6 +152,9 @@ class RadixTree {
   std::vector<Node> nodes_;  // index 0 is the root, which holds no blocks
   std::vector<NodeId> free_nodes_;
   absl::flat_hash_map<uint64_t, Location> locations_;
+  // Inserts the map surely takes without rehashing (absl rehashes when it runs out of room,
+  // counting erased slots as used); only ever an underestimate. See ReserveForInserts.
+  size_t location_room_ = 0;
 };
 
 }  // namespace kvc::kvindex::internal
