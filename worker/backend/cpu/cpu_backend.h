@@ -1,5 +1,15 @@
 // The CPU backend: the transformer forward pass (Llama, Mistral, Qwen2, Qwen3) over a paged KV
 // cache, multi-threaded, with AVX2/FMA/F16C kernels reading f32 / bf16 / f16 weights in place.
+//
+// Design notes:
+// - Weights are never expanded: decode reads every weight once per step, so its speed is the
+//   bytes of the weights over the memory bandwidth. Products use own kernels (kernels.h): at
+//   the time of writing Debian's OpenBLAS offers no bf16 GEMM, and its f32 SGEMM, ~15% faster
+//   per core in prefill, would need f32 weights (twice the memory and the decode traffic).
+// - A token's logits are bit-identical whatever else is in its batch and however many threads
+//   run: decode and prefill, with and without the KV cache, give the same greedy tokens.
+// - Activations, norms, softmax and the residual stream are f32; K/V are stored in the KV
+//   dtype (bf16 by default) and read through the block table (attention.h).
 #ifndef KVCLUSTER_WORKER_BACKEND_CPU_CPU_BACKEND_H_
 #define KVCLUSTER_WORKER_BACKEND_CPU_CPU_BACKEND_H_
 
