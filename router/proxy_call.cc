@@ -163,7 +163,15 @@ void ProxyCall::LockedWriteNext() {
     writing_message_ = std::move(pending_.front());
     pending_.pop_front();
     writing_ = true;
-    StartWrite(&writing_message_);
+    if (writing_message_.has_result() && pending_.empty()) {
+      // A Generate stream ends with its result: send it with the status in one go.
+      finish_called_ = true;
+      StartWriteAndFinish(&writing_message_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    grpc::WriteOptions options;
+    if (!pending_.empty()) options.set_buffer_hint();  // more follows at once: coalesce
+    StartWrite(&writing_message_, options);
     if (stream_ != nullptr && pending_.size() == 15) stream_->ReadMore();
     return;
   }

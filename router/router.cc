@@ -78,8 +78,8 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
     const WorkerCounters& counters = ready[i]->counters();
     c.active_requests = counters.active_requests.load(std::memory_order_relaxed);
     // What this router sent, or what the worker reports when others send to it too.
-    c.active_tokens = std::max<int64_t>(counters.active_tokens.load(std::memory_order_relaxed),
-                                        ready[i]->load().tokens_in_flight());
+    c.active_tokens = std::max(counters.active_tokens.load(std::memory_order_relaxed),
+                               counters.reported_tokens_in_flight.load(std::memory_order_relaxed));
     candidates.push_back(c);
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};

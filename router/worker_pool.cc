@@ -362,6 +362,7 @@ void WorkerLink::Poll() {
   context.set_deadline(DeadlineAfter(config_->rpc_timeout));
   pb::WorkerLoad load;
   if (stub_->GetLoad(&context, pb::GetLoadRequest(), &load).ok()) {
+    counters_.reported_tokens_in_flight.store(load.tokens_in_flight(), std::memory_order_relaxed);
     absl::MutexLock lock(&mutex_);
     load_ = load;
   }
@@ -404,6 +405,10 @@ absl::StatusOr<std::shared_ptr<WorkerLink>> WorkerPool::Add(const std::string& a
     }
     link = std::make_shared<WorkerLink>(address, source, id, &config_, index_);
     workers_[address] = link;
+    ordered_.insert(
+        std::lower_bound(ordered_.begin(), ordered_.end(), address,
+                         [](const auto& w, const std::string& a) { return w->address() < a; }),
+        link);
   }
   Log(absl::StrCat("worker ", address, " added (", pb::WorkerSource_Name(source), ")"));
   link->Start();
@@ -420,6 +425,7 @@ absl::Status WorkerPool::Remove(const std::string& address) {
     }
     link = it->second;
     workers_.erase(it);
+    ordered_.erase(std::find(ordered_.begin(), ordered_.end(), link));
   }
   link->Stop();  // joins its thread and drops its blocks before the id is reused
   absl::MutexLock lock(&mutex_);
@@ -431,21 +437,16 @@ absl::Status WorkerPool::Remove(const std::string& address) {
 std::vector<std::shared_ptr<WorkerLink>> WorkerPool::Ready() const {
   absl::MutexLock lock(&mutex_);
   std::vector<std::shared_ptr<WorkerLink>> out;
-  for (const auto& [address, link] : workers_) {
+  out.reserve(ordered_.size());
+  for (const auto& link : ordered_) {
     if (link->ready()) out.push_back(link);
   }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a->address() < b->address(); });
   return out;
 }
 
 std::vector<std::shared_ptr<WorkerLink>> WorkerPool::All() const {
   absl::MutexLock lock(&mutex_);
-  std::vector<std::shared_ptr<WorkerLink>> out;
-  for (const auto& [address, link] : workers_) out.push_back(link);
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a->address() < b->address(); });
-  return out;
+  return ordered_;
 }
 
 std::shared_ptr<WorkerLink> WorkerPool::Find(const std::string& address) const {

@@ -51,6 +51,8 @@ struct WorkerCounters {
   std::atomic<uint64_t> orphan_events{0};
   std::atomic<uint64_t> events_applied{0};
   std::atomic<int64_t> event_lag_us{0};
+  // The worker's own count of tokens in flight (GetLoad), for routing.
+  std::atomic<int64_t> reported_tokens_in_flight{0};
 };
 
 class WorkerLink {
@@ -154,6 +156,8 @@ class WorkerPool {
 
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerLink>> workers_ ABSL_GUARDED_BY(mutex_);
+  // The same workers sorted by address, so that snapshots need no sorting.
+  std::vector<std::shared_ptr<WorkerLink>> ordered_ ABSL_GUARDED_BY(mutex_);
   std::vector<kvindex::WorkerId> free_ids_ ABSL_GUARDED_BY(mutex_);
   kvindex::WorkerId next_id_ ABSL_GUARDED_BY(mutex_) = 0;
 };

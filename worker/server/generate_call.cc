@@ -208,7 +208,15 @@ void GenerateCall::WriteNext() {
     writing_message_ = std::move(pending_.front());
     pending_.pop_front();
     writing_ = true;
-    StartWrite(&writing_message_);
+    if (writing_message_.has_result() && pending_.empty()) {
+      // The result is the stream's last message: send it with the status in one go.
+      finish_called_ = true;
+      StartWriteAndFinish(&writing_message_, grpc::WriteOptions(), final_status_);
+      return;
+    }
+    grpc::WriteOptions options;
+    if (!pending_.empty()) options.set_buffer_hint();  // more follows at once: coalesce
+    StartWrite(&writing_message_, options);
     return;
   }
   if (finished_) {
