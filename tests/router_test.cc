@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/block_hash.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "tests/util/cluster.h"
@@ -362,6 +363,67 @@ TEST_F(RouterTest, FollowsWorkersThroughDns) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(ready) << testing::ReadFile(dir_.path() + "/dns-router.log");
+}
+
+TEST_F(RouterTest, ClientCancellationReachesTheWorker) {
+  StartCluster({.num_workers = 1});
+  {
+    grpc::ClientContext context;
+    auto reader = stub_->Generate(&context, Request(Prompt(5, 40), 900));
+    pb::GenerateResponse response;
+    ASSERT_TRUE(reader->Read(&response));
+    context.TryCancel();
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  auto worker = pb::Worker::NewStub(
+      grpc::CreateChannel(cluster_.worker_address(0), grpc::InsecureChannelCredentials()));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  pb::WorkerLoad load;
+  do {
+    grpc::ClientContext context;
+    ASSERT_TRUE(worker->GetLoad(&context, {}, &load).ok());
+  } while (load.running_requests() > 0 && absl::Now() < deadline);
+  EXPECT_EQ(load.running_requests(), 0u);
+  EXPECT_EQ(Stats().total().active_requests(), 0u);
+}
+
+TEST_F(RouterTest, MetricsAndKvctlReportTheSameCluster) {
+  StartCluster({.num_workers = 2});
+  ASSERT_TRUE(Generate(Request(Prompt(3, 50), 3)).status.ok());
+  const std::string port = testing::ReadFile(dir_.path() + "/router-http.port");
+  const std::string log = dir_.path() + "/kvctl.log";
+  // kvctl, the user's client, against the router.
+  ASSERT_EQ(
+      *testing::Run({testing::BinDir() + "/kvctl", "--router", cluster_.router_address(), "stats"},
+                    log),
+      0)
+      << testing::ReadFile(log);
+  EXPECT_NE(testing::ReadFile(log).find("total"), std::string::npos) << testing::ReadFile(log);
+  ASSERT_EQ(*testing::Run({testing::BinDir() + "/kvctl", "--router", cluster_.router_address(),
+                           "generate", "--tokens", "1 2 3 4", "--max-tokens", "3"},
+                          log),
+            0);
+  EXPECT_NE(testing::ReadFile(log).find("3 generated"), std::string::npos)
+      << testing::ReadFile(log);
+  EXPECT_EQ(*testing::Run({testing::BinDir() + "/kvctl", "--router", "127.0.0.1:1",
+                           "--connect-timeout", "300ms", "stats"},
+                          log),
+            2);
+  EXPECT_NE(testing::ReadFile(log).find("cannot reach the router"), std::string::npos);
+  // Prometheus text over HTTP, fetched with curl when the machine has it.
+  if (system("command -v curl >/dev/null 2>&1") == 0) {
+    ASSERT_EQ(*testing::Run({"/usr/bin/curl", "-sf",
+                             "http://127.0.0.1:" + std::string(absl::StripAsciiWhitespace(port)) +
+                                 "/metrics"},
+                            log),
+              0);
+    const std::string metrics = testing::ReadFile(log);
+    EXPECT_NE(metrics.find("kvc_router_requests_total{worker=\"total\"} 2"), std::string::npos)
+        << metrics;
+    EXPECT_NE(metrics.find("kvc_router_worker_ready"), std::string::npos);
+  }
 }
 
 TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {

@@ -43,6 +43,8 @@ ABSL_FLAG(std::string, cache_salt, "", "generate/route: per-request cache salt."
 ABSL_FLAG(bool, add_special_tokens, true, "generate/route: add the model's BOS to text prompts.");
 ABSL_FLAG(bool, json, false, "Print JSON instead of text.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(600), "Deadline of the whole call.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),
+          "How long to wait for the router to accept the connection.");
 
 namespace kvc {
 namespace {
@@ -63,7 +65,9 @@ std::string RouterAddress() {
 std::unique_ptr<pb::Router::Stub> Connect() {
   const std::string address = RouterAddress();
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+  if (!channel->WaitForConnected(
+          std::chrono::system_clock::now() +
+          absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_connect_timeout)))) {
     Fail(absl::StrCat("cannot reach the router at ", address,
                       " (is kvc-router running? set --router or $KVC_ROUTER)"),
          2);
