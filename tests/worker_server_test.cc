@@ -188,6 +188,32 @@ TEST_F(WorkerServerTest, StreamsTokensThenUsage) {
   EXPECT_GT(g.result.timings().time_to_first_token_ms(), 0);
 }
 
+TEST_F(WorkerServerTest, LogprobsComeWithEveryTokenWhenAsked) {
+  pb::GenerateRequest request = TokenRequest(Prompt(5, 20), 6);
+  request.mutable_sampling()->set_logprobs(true);
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, request);
+  pb::GenerateResponse response;
+  int tokens = 0;
+  std::vector<float> logprobs;
+  while (reader->Read(&response)) {
+    if (!response.has_chunk()) continue;
+    tokens += response.chunk().token_ids_size();
+    logprobs.insert(logprobs.end(), response.chunk().logprobs().begin(),
+                    response.chunk().logprobs().end());
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 6);
+  ASSERT_EQ(logprobs.size(), 6u);
+  for (float lp : logprobs) {
+    EXPECT_LE(lp, 0.0f);
+    EXPECT_GT(lp, -100.0f);
+  }
+  // Without the flag, none.
+  const Generation plain = Generate(TokenRequest(Prompt(5, 20), 6));
+  EXPECT_TRUE(plain.status.ok());
+}
+
 TEST_F(WorkerServerTest, TextPromptsAreTokenizedAndTextIsStreamed) {
   pb::GenerateRequest request;
   request.set_text("The quick brown fox jumps over the lazy dog.");
