@@ -169,9 +169,9 @@ void ProxyCall::LockedWriteNext() {
       StartWriteAndFinish(&writing_message_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
-    grpc::WriteOptions options;
-    if (!pending_.empty()) options.set_buffer_hint();  // more follows at once: coalesce
-    StartWrite(&writing_message_, options);
+    // No buffer hint even when more is queued: a hinted write may wait for the next write
+    // to flush it, and the next one starts only from its OnWriteDone.
+    StartWrite(&writing_message_);
     if (stream_ != nullptr && pending_.size() == 15) stream_->ReadMore();
     return;
   }

@@ -214,9 +214,9 @@ void GenerateCall::WriteNext() {
       StartWriteAndFinish(&writing_message_, grpc::WriteOptions(), final_status_);
       return;
     }
-    grpc::WriteOptions options;
-    if (!pending_.empty()) options.set_buffer_hint();  // more follows at once: coalesce
-    StartWrite(&writing_message_, options);
+    // No buffer hint even when more is queued: a hinted write may wait for the next write
+    // to flush it, and the next one starts only from its OnWriteDone.
+    StartWrite(&writing_message_);
     return;
   }
   if (finished_) {
