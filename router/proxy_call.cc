@@ -65,7 +65,8 @@ class ProxyCall::WorkerStream final : public grpc::ClientReadReactor<pb::Generat
   pb::GenerateResponse response_;
 };
 
-ProxyCall::ProxyCall(const Router* router, const pb::GenerateRequest& request) : router_(router) {
+ProxyCall::ProxyCall(const Router* router, const pb::GenerateRequest& request)
+    : router_(router), request_(request) {
   absl::MutexLock lock(&mutex_);
   absl::StatusOr<RouteDecision> decision = router_->Decide(request);
   if (!decision.ok()) {
@@ -89,7 +90,7 @@ void ProxyCall::LockedStartAttempt() {
   counters.active_tokens.fetch_add(tracked_tokens_, std::memory_order_relaxed);
   stream_ = new WorkerStream(this, candidate.worker);
   ++refs_;
-  stream_->Start(decision_.request);
+  stream_->Start(decision_.rewritten ? *decision_.rewritten : request_);
 }
 
 void ProxyCall::LockedEndAttempt(bool failed) {

@@ -43,6 +43,8 @@ class ProxyCall final : public grpc::ServerWriteReactor<kvcluster::v1::GenerateR
   void Unref();
 
   const Router* const router_;
+  // The client's request; gRPC keeps it alive until OnDone.
+  const kvcluster::v1::GenerateRequest& request_;
   absl::Mutex mutex_;
   RouteDecision decision_;
   size_t attempt_ = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "common/block_hash.h"
@@ -22,11 +23,13 @@ uint32_t Router::PredictedCachedTokens(uint32_t matched_blocks, uint32_t prompt_
 
 absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request) const {
   RouteDecision decision;
-  decision.request = request;
-  std::vector<uint32_t> tokens;
+  std::vector<uint32_t> text_tokens;
+  std::span<const uint32_t> tokens;
   switch (request.prompt_case()) {
     case pb::GenerateRequest::kTokenIds:
-      tokens.assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
+      tokens = std::span<const uint32_t>(request.token_ids().ids().data(),
+                                         request.token_ids().ids().size());
+      if (tokens.empty()) return absl::InvalidArgumentError("the prompt is empty");
       break;
     case pb::GenerateRequest::kText:
       if (static_cast<int64_t>(request.text().size()) > config_.max_prompt_bytes) {
@@ -35,17 +38,17 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
                          config_.max_prompt_bytes));
       }
       if (tokenizer_ != nullptr) {
-        tokens = tokenizer_->Encode(request.text(), request.add_special_tokens());
+        text_tokens = tokenizer_->Encode(request.text(), request.add_special_tokens());
+        tokens = text_tokens;
         // Workers get exactly the tokens that were hashed.
-        decision.request.mutable_token_ids()->mutable_ids()->Assign(tokens.begin(), tokens.end());
-        decision.request.set_add_special_tokens(false);
+        decision.rewritten = request;
+        decision.rewritten->mutable_token_ids()->mutable_ids()->Assign(text_tokens.begin(),
+                                                                       text_tokens.end());
+        decision.rewritten->set_add_special_tokens(false);
       }
       break;
     case pb::GenerateRequest::PROMPT_NOT_SET:
       return absl::InvalidArgumentError("the request has no prompt: set token_ids or text");
-  }
-  if (request.prompt_case() == pb::GenerateRequest::kTokenIds && tokens.empty()) {
-    return absl::InvalidArgumentError("the prompt is empty");
   }
   if (request.sampling().max_tokens() <= 0) {
     return absl::InvalidArgumentError(
@@ -77,9 +80,9 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
     c.cached_blocks = index_->GetWorkerSummary(ready[i]->index_id()).blocks.num_blocks;
     const WorkerCounters& counters = ready[i]->counters();
     c.active_requests = counters.active_requests.load(std::memory_order_relaxed);
-    // What this router sent, or what the worker reports when others send to it too.
-    c.active_tokens = std::max(counters.active_tokens.load(std::memory_order_relaxed),
-                               counters.reported_tokens_in_flight.load(std::memory_order_relaxed));
+    // What this router has in flight there, plus what others do (from GetLoad).
+    c.active_tokens = counters.active_tokens.load(std::memory_order_relaxed) +
+                      counters.external_tokens_in_flight.load(std::memory_order_relaxed);
     candidates.push_back(c);
   }
   thread_local std::mt19937_64 rng{std::random_device{}()};

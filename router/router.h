@@ -7,6 +7,7 @@
 #define KVCLUSTER_ROUTER_ROUTER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,9 @@ struct RoutedCandidate {
 struct RouteDecision {
   // Preference order; empty never (Decide fails with UNAVAILABLE instead).
   std::vector<RoutedCandidate> candidates;
-  // The request as sent to workers: text prompts become token ids here.
-  kvcluster::v1::GenerateRequest request;
+  // The request to send to workers when it differs from the client's (a text prompt
+  // tokenized here); absent when the client's request goes as it is.
+  std::optional<kvcluster::v1::GenerateRequest> rewritten;
   uint32_t prompt_tokens = 0;
   uint32_t prompt_blocks = 0;
 };

@@ -362,7 +362,12 @@ void WorkerLink::Poll() {
   context.set_deadline(DeadlineAfter(config_->rpc_timeout));
   pb::WorkerLoad load;
   if (stub_->GetLoad(&context, pb::GetLoadRequest(), &load).ok()) {
-    counters_.reported_tokens_in_flight.store(load.tokens_in_flight(), std::memory_order_relaxed);
+    // Only the part this router cannot see itself: its own requests are counted exactly as
+    // they stream, while this report is up to a poll interval old.
+    const int64_t own = counters_.active_tokens.load(std::memory_order_relaxed);
+    counters_.external_tokens_in_flight.store(
+        std::max<int64_t>(0, static_cast<int64_t>(load.tokens_in_flight()) - own),
+        std::memory_order_relaxed);
     absl::MutexLock lock(&mutex_);
     load_ = load;
   }

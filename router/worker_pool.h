@@ -51,8 +51,9 @@ struct WorkerCounters {
   std::atomic<uint64_t> orphan_events{0};
   std::atomic<uint64_t> events_applied{0};
   std::atomic<int64_t> event_lag_us{0};
-  // The worker's own count of tokens in flight (GetLoad), for routing.
-  std::atomic<int64_t> reported_tokens_in_flight{0};
+  // Tokens in flight on the worker that this router did not send (other routers, direct
+  // clients): the worker's GetLoad count minus this router's own at the time of the poll.
+  std::atomic<int64_t> external_tokens_in_flight{0};
 };
 
 class WorkerLink {

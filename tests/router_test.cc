@@ -426,6 +426,22 @@ TEST_F(RouterTest, MetricsAndKvctlReportTheSameCluster) {
   }
 }
 
+TEST_F(RouterTest, ManyShortRequestsNeverStall) {
+  // Each request ends quickly, so a lost final message or status would show as a deadline.
+  StartCluster({.num_workers = 2});
+  for (int i = 0; i < 300; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto reader = stub_->Generate(&context, Request(Prompt(i % 20, 24), 1));
+    pb::GenerateResponse response;
+    int results = 0;
+    while (reader->Read(&response)) results += response.has_result();
+    const grpc::Status status = reader->Finish();
+    ASSERT_TRUE(status.ok()) << "request " << i << ": " << status.error_message();
+    ASSERT_EQ(results, 1);
+  }
+}
+
 TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
   StartCluster({.num_workers = 1});
   cluster_.worker(0).Kill();

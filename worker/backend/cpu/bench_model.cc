@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <numeric>
@@ -141,6 +142,26 @@ model::ModelConfig SpeedupConfig() {
   c.tie_word_embeddings = true;
   c.dtype = model::DType::kBF16;
   return c;
+}
+
+// The tokenizer's encode speed belongs in this report too: kvc_bench_tokenizer (next to this
+// program) measures it, and its JSON figure is taken as is. -1 when it cannot run (the
+// tokenizer files are fetched by scripts/setup).
+double TokenizerMbPerSecond(bool quick) {
+  std::error_code error;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return -1;
+  const std::string command = (self.parent_path() / "kvc_bench_tokenizer").string() + " --json" +
+                              (quick ? " --text-mb 1 --runs 2" : "") + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  std::string output;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  if (pclose(pipe) != 0) return -1;
+  const std::string key = "\"tokenizer_mb_s\":";
+  const size_t at = output.find(key);
+  return at == std::string::npos ? -1 : std::atof(output.c_str() + at + key.size());
 }
 
 }  // namespace
@@ -310,6 +331,9 @@ int Main(int argc, char** argv) {
   row("1000 tokens recomputed (small shape)", r.recompute_1000_s, "s");
   row("KV cache speedup, 1000 tokens (small shape)", r.kv_cache_speedup_1000, "x");
   row("KV cache speedup, 1000 tokens (1B, estimated)", r.estimated_1b_speedup_1000, "x");
+  Progress("tokenizer encode speed (kvc_bench_tokenizer)");
+  const double tokenizer_mb_s = TokenizerMbPerSecond(quick);
+  row("tokenizer encode, slower of Llama-3 / Qwen3 (kvc_bench_tokenizer)", tokenizer_mb_s, "MB/s");
   const std::string notes =
       "Model: " + r.model + "; " + std::to_string(r.threads) +
       " threads; KV cache bf16, block 16. Decode runs over a context of 128 tokens per sequence;"
@@ -330,12 +354,12 @@ int Main(int argc, char** argv) {
         "\"kv_cache_cached_1000_s\": %.3f, \"kv_cache_recompute_1000_s\": %.3f, "
         "\"kv_cache_same_tokens\": %s, \"kv_cache_speedup_1000_1b_estimated\": %.3f, "
         "\"decode_gb_s_b1_one_thread\": %.3f, \"decode_gb_s_b1_all_threads\": %.3f, "
-        "\"decode_tok_s_b1_context_2048\": %.3f, \"threads\": %d}\n",
+        "\"decode_tok_s_b1_context_2048\": %.3f, \"tokenizer_mb_s\": %.3f, \"threads\": %d}\n",
         r.prefill_tok_s, r.decode_tok_s[0], r.decode_tok_s[1], r.decode_tok_s[2], r.decode_gb_s_b1,
         r.copy_gb_s, r.decode_bw_fraction_b1, r.kv_cache_speedup_1000, r.cached_1000_s,
         r.recompute_1000_s, r.same_tokens ? "true" : "false", r.estimated_1b_speedup_1000,
         r.decode_gb_s_b1_one_thread, r.decode_gb_s_b1_all_threads, r.decode_tok_s_b1_context_2048,
-        r.threads);
+        tokenizer_mb_s, r.threads);
   } else {
     std::printf("%s\n%s", table.str().c_str(), notes.c_str());
   }
