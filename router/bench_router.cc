@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/process_setup.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "tests/util/cluster.h"
 
@@ -63,15 +64,6 @@ double GenerateSeconds(Stub* stub, const pb::GenerateRequest& request) {
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
   return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
 }
 
 int Main(int argc, char** argv) {
@@ -227,7 +219,7 @@ int Main(int argc, char** argv) {
   if (!report.empty()) {
     std::ofstream out(report);
     out << "## router\n\nCommand: `scripts/bench router" << (quick ? " --quick" : "")
-        << "` (build/bin/kvc_bench_router)  \nCPU: " << CpuModel() << ", "
+        << "` (build/bin/kvc_bench_router)  \nCPU: " << CpuModelName() << ", "
         << std::thread::hardware_concurrency()
         << " threads, shared by the client, the router and the workers  \n"
         << "Overhead: " << requests

@@ -8,7 +8,6 @@
 // the same set); `--help` lists them. Flags may be written with dashes or underscores.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -21,9 +20,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "common/block_hash.h"
 #include "common/flags.h"
+#include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 #include "kvindex/prefix_index.h"
 #include "router/metrics.h"
@@ -77,19 +76,12 @@ void Log(const std::string& message) { std::fprintf(stderr, "kvc-router: %s\n", 
 }
 
 int Main(int argc, char** argv) {
-  // Debian's Abseil checks every Mutex acquisition for lock-order cycles; that costs a graph
-  // lookup per lock on the request path, and the lock order here is fixed by design.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  PrepareServerProcess();
   NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage(
       "Routes requests to the worker that holds their prefix.\n"
       "  kvc-router --model DIR --workers HOST:PORT,... [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   router::RouterConfig config;
   config.hash.block_size = absl::GetFlag(FLAGS_block_size);
@@ -174,8 +166,7 @@ int Main(int argc, char** argv) {
     std::ofstream(absl::GetFlag(FLAGS_port_file)) << port << "\n";
   }
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForTerminationSignal();
   Log(absl::StrCat("signal ", signal_number, ": shutting down"));
   if (http) http->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 
 namespace {
@@ -148,14 +149,6 @@ std::string LoadAverage() {
   return one_minute.empty() ? "unknown" : one_minute;
 }
 
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("model name")) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,7 +237,7 @@ int main(int argc, char** argv) {
         "Text: %.2f MB of %s; median of %d runs after a cold one  \n"
         "MB/s are per second of the encoding thread's CPU time (one core's worth, robust to other "
         "load on the machine); the wall-clock column shows what this run saw\n\n",
-        CpuModel(), std::thread::hardware_concurrency(), load_at_start, text.size() / 1e6,
+        kvc::CpuModelName(), std::thread::hardware_concurrency(), load_at_start, text.size() / 1e6,
         text_file.empty()
             ? "English license texts (/usr/share/common-licenses, /usr/share/doc/*/copyright)"
             : text_file,

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/process_setup.h"
 #include "kvindex/bench/replay.h"
 #include "kvindex/bench/trace.h"
 
@@ -77,18 +78,6 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
     }
   }
   return true;
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  }
-  return "unknown";
 }
 
 std::string LoadAverage() {
@@ -216,7 +205,7 @@ int Main(int argc, char** argv) {
     std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
     report << "## kvindex\n\n"
            << "Command: `" << flags.command_line << "` (" << date << ")  \n"
-           << "Machine: " << CpuModel() << ", " << std::thread::hardware_concurrency()
+           << "Machine: " << CpuModelName() << ", " << std::thread::hardware_concurrency()
            << " logical CPUs, load average " << LoadAverage()
            << " at the end (the replay uses one core)  \n"
            << "Trace: Mooncake conversation trace, " << trace->size()

@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/check.h"
+#include "common/process_setup.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "tests/util/process.h"
 #include "worker/backend/cpu/cpu_backend.h"
@@ -128,15 +129,6 @@ double InProcessTpot(const std::string& model_dir, const std::vector<uint32_t>& 
     outputs.clear();
   }
   return absl::ToDoubleSeconds(last - first) / (tokens - 1);
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
 }
 
 int Main(int argc, char** argv) {
@@ -255,7 +247,8 @@ int Main(int argc, char** argv) {
     out << "## worker\n\n"
         << "Command: `scripts/bench worker" << (quick ? " --quick" : "")
         << "` (build/bin/kvc_bench_worker)  \n"
-        << "CPU: " << CpuModel() << ", " << std::thread::hardware_concurrency() << " threads  \n"
+        << "CPU: " << CpuModelName() << ", " << std::thread::hardware_concurrency()
+        << " threads  \n"
         << "Model: llama-3.2-1b-shape (bf16, random weights) served by kvc-worker on loopback; "
         << "streams use 32-token prompts and " << decode_tokens
         << " output tokens each; the gRPC comparison decodes " << tpot_tokens

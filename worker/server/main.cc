@@ -7,7 +7,6 @@
 // Flags may be written with dashes or underscores.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,10 +22,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/block_hash.h"
 #include "common/flags.h"
+#include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/model/loader.h"
@@ -95,21 +94,12 @@ uint64_t RandomEpoch() {
 }
 
 int Main(int argc, char** argv) {
-  // Debian's Abseil checks every Mutex acquisition for lock-order cycles; that costs a graph
-  // lookup per lock on the request path, and the lock order here is fixed by design.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  PrepareServerProcess();
   NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage(
       "Serves a model over gRPC with a paged KV cache and KV events.\n"
       "  kvc-worker --model DIR [--listen HOST:PORT] [--kv-cache-memory SIZE] ...");
   absl::ParseCommandLine(argc, argv);
-
-  // Signals are taken by sigwait below, so every thread started later must block them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) Fail("--model is required (a Hugging Face model directory)");
@@ -226,8 +216,7 @@ int Main(int argc, char** argv) {
     std::ofstream(absl::GetFlag(FLAGS_port_file)) << port << "\n";
   }
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForTerminationSignal();
   Log(absl::StrCat("signal ", signal_number, ": shutting down"));
   service.StopAccepting();
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/process_setup.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cpu/kernels.h"
 #include "worker/backend/cpu/test_model.h"
@@ -364,14 +365,7 @@ int Main(int argc, char** argv) {
     std::printf("%s\n%s", table.str().c_str(), notes.c_str());
   }
   if (!report_path.empty()) {
-    std::string cpu = "unknown CPU";
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    for (std::string l; std::getline(cpuinfo, l);) {
-      if (l.rfind("model name", 0) == 0) {
-        cpu = l.substr(l.find(':') + 2);
-        break;
-      }
-    }
+    const std::string cpu = CpuModelName();
     std::ofstream out(report_path);
     std::string command = "scripts/bench model";
     for (int i = 1; i < argc; ++i) {
