@@ -17,9 +17,8 @@ model::ModelConfig TinyConfig(model::Architecture architecture);
 // intermediate 8192, vocab 128256, tied embeddings, llama3 rope scaling), bf16.
 model::ModelConfig Llama32_1BShapeConfig();
 
-// Weights of `config.dtype`, uniform with the variance of a 1/sqrt(fan_in) init for matrices
-// and unit variance for embeddings, so logits are far from flat and greedy decoding is stable
-// against rounding. Norm weights near 1. Same seed, same weights. Uses every core available.
+// Weights of `config.dtype` from model::MakeRandomWeights (the initialisation kvc-make-model
+// writes to files, documented in worker/model/random_weights.h). Same seed, same weights.
 model::ModelWeights MakeRandomModel(const model::ModelConfig& config, uint64_t seed);
 
 }  // namespace kvc::backend::cpu
