@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <memory>
 #include <set>
 #include <thread>
@@ -238,6 +239,31 @@ TEST_F(WorkerServerTest, StopTokenEndsGenerationWithStop) {
   EXPECT_EQ(stopped.result.finish_reason(), pb::FINISH_REASON_STOP);
   EXPECT_EQ(stopped.tokens,
             std::vector<uint32_t>(free_run.tokens.begin(), free_run.tokens.begin() + first + 1));
+}
+
+TEST_F(WorkerServerTest, StopStringCutsTheTextAndEndsWithStop) {
+  pb::GenerateRequest request = TokenRequest(Prompt(9, 30), 40);
+  const Generation free_run = Generate(request);
+  ASSERT_TRUE(free_run.status.ok());
+  // A stop string taken from the second half of the greedy text: two ASCII letters or digits.
+  std::string stop;
+  size_t at = std::string::npos;
+  for (size_t i = free_run.text.size() / 2; i + 2 <= free_run.text.size(); ++i) {
+    if (std::isalnum(static_cast<unsigned char>(free_run.text[i])) &&
+        std::isalnum(static_cast<unsigned char>(free_run.text[i + 1]))) {
+      stop = free_run.text.substr(i, 2);
+      at = free_run.text.find(stop);
+      break;
+    }
+  }
+  ASSERT_FALSE(stop.empty()) << "no ASCII pair in: " << free_run.text;
+  request.mutable_sampling()->add_stop(stop);
+  const Generation stopped = Generate(request);
+  ASSERT_TRUE(stopped.status.ok());
+  EXPECT_EQ(stopped.result.finish_reason(), pb::FINISH_REASON_STOP);
+  EXPECT_EQ(stopped.result.stop_reason(), stop);
+  EXPECT_EQ(stopped.text, free_run.text.substr(0, at));
+  EXPECT_LT(stopped.tokens.size(), free_run.tokens.size());
 }
 
 TEST_F(WorkerServerTest, RepeatedPromptHitsThePrefixCacheWithSameOutput) {
