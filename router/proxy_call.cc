@@ -109,7 +109,8 @@ void ProxyCall::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateRespons
     tokens_streamed_ += n;
     tracked_tokens_ += n;
     counters.active_tokens.fetch_add(n, std::memory_order_relaxed);
-  } else if (response.has_result()) {
+  }
+  if (response.has_result()) {
     const uint32_t actual = response.result().usage().cached_prompt_tokens();
     counters.actual_cached_tokens.fetch_add(actual, std::memory_order_relaxed);
     counters.completed_requests.fetch_add(1, std::memory_order_relaxed);

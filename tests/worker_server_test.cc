@@ -158,9 +158,8 @@ class WorkerServerTest : public ::testing::Test {
         out.tokens.insert(out.tokens.end(), response.chunk().token_ids().begin(),
                           response.chunk().token_ids().end());
         out.text += response.chunk().text();
-      } else {
-        out.result = response.result();
       }
+      if (response.has_result()) out.result = response.result();
     }
     out.status = reader->Finish();
     return out;

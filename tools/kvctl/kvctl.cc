@@ -148,9 +148,8 @@ int Generate() {
         std::fwrite(response.chunk().text().data(), 1, response.chunk().text().size(), stdout);
         std::fflush(stdout);
       }
-    } else {
-      result = response.result();
     }
+    if (response.has_result()) result = response.result();
   }
   FailOn(reader->Finish(), "generate");
   if (absl::GetFlag(FLAGS_json)) {

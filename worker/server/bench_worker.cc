@@ -74,7 +74,8 @@ StreamTiming Generate(pb::Worker::Stub* stub, const std::vector<uint32_t>& promp
       last = absl::Now();
       if (timing.tokens == 0) first = last;
       timing.tokens += response.chunk().token_ids_size();
-    } else if (response.has_result()) {
+    }
+    if (response.has_result()) {
       timing.cached_tokens = response.result().usage().cached_prompt_tokens();
       timing.worker_tpot_s = response.result().timings().time_per_output_token_ms() / 1e3;
     }

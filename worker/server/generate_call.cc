@@ -153,25 +153,31 @@ void GenerateCall::PushOutput(const engine::RequestOutput& output) {
     chunk->mutable_text()->append(stops_->Feed(decoder_->Finish(), &matched_stop));
     if (!matched_stop) chunk->mutable_text()->append(stops_->Flush());
   }
-  if (chunk->token_ids_size() > 0 || !chunk->text().empty()) pending_.push_back(response);
+  const bool has_chunk = chunk->token_ids_size() > 0 || !chunk->text().empty();
+  if (!done) {
+    if (has_chunk) pending_.push_back(std::move(response));
+    WriteNext();
+    return;
+  }
+  // The last chunk travels in the result's message.
+  if (!has_chunk) response.clear_chunk();
   if (matched_stop) {
     service_->loop()->Cancel(id_);  // the engine stops at once; its cancellation is ignored
-    PushResult(output, pb::FINISH_REASON_STOP, *matched_stop);
+    PushResult(std::move(response), output, pb::FINISH_REASON_STOP, *matched_stop);
   } else if (output.finish_reason == engine::FinishReason::kStop) {
-    PushResult(output, pb::FINISH_REASON_STOP,
+    PushResult(std::move(response), output, pb::FINISH_REASON_STOP,
                output.new_tokens.empty() ? "" : absl::StrCat(output.new_tokens.back()));
   } else if (output.finish_reason == engine::FinishReason::kLength) {
-    PushResult(output, pb::FINISH_REASON_LENGTH, "");
-  } else if (output.finish_reason == engine::FinishReason::kCancelled) {
-    PushResult(output, pb::FINISH_REASON_CANCELLED, "");
+    PushResult(std::move(response), output, pb::FINISH_REASON_LENGTH, "");
+  } else {
+    PushResult(std::move(response), output, pb::FINISH_REASON_CANCELLED, "");
   }
   WriteNext();
 }
 
-void GenerateCall::PushResult(const engine::RequestOutput& output, pb::FinishReason reason,
-                              const std::string& stop_reason) {
+void GenerateCall::PushResult(pb::GenerateResponse response, const engine::RequestOutput& output,
+                              pb::FinishReason reason, const std::string& stop_reason) {
   const absl::Time now = absl::Now();
-  pb::GenerateResponse response;
   pb::GenerateResult* result = response.mutable_result();
   result->set_finish_reason(reason);
   result->set_stop_reason(stop_reason);

@@ -48,8 +48,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<kvcluster::v1::Genera
   // The Push* methods run with link_->mutex held.
   void PushOutput(const engine::RequestOutput& output);
   void PushError(const absl::Status& status);
-  void PushResult(const engine::RequestOutput& output, kvcluster::v1::FinishReason reason,
-                  const std::string& stop_reason);
+  // Queues the stream's last message: `response` (holding the last chunk, if any) plus the
+  // result.
+  void PushResult(kvcluster::v1::GenerateResponse response, const engine::RequestOutput& output,
+                  kvcluster::v1::FinishReason reason, const std::string& stop_reason);
   void WriteNext();
 
   WorkerService* const service_;
