@@ -87,6 +87,7 @@ void ProxyCall::LockedStartAttempt() {
   counters.predicted_cached_tokens.fetch_add(predicted_cached_, std::memory_order_relaxed);
   counters.active_requests.fetch_add(1, std::memory_order_relaxed);
   tracked_tokens_ = decision_.prompt_tokens;
+  attempt_released_ = false;
   counters.active_tokens.fetch_add(tracked_tokens_, std::memory_order_relaxed);
   stream_ = new WorkerStream(this, candidate.worker);
   ++refs_;
@@ -95,10 +96,12 @@ void ProxyCall::LockedStartAttempt() {
 
 void ProxyCall::LockedEndAttempt(bool failed) {
   WorkerCounters& counters = stream_->worker()->counters();
+  if (failed) counters.failed_requests.fetch_add(1, std::memory_order_relaxed);
+  if (attempt_released_) return;
+  attempt_released_ = true;
   counters.active_requests.fetch_sub(1, std::memory_order_relaxed);
   counters.active_tokens.fetch_sub(tracked_tokens_, std::memory_order_relaxed);
   tracked_tokens_ = 0;
-  if (failed) counters.failed_requests.fetch_add(1, std::memory_order_relaxed);
 }
 
 void ProxyCall::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateResponse response) {
@@ -111,6 +114,9 @@ void ProxyCall::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateRespons
     counters.active_tokens.fetch_add(n, std::memory_order_relaxed);
   }
   if (response.has_result()) {
+    // The request is done on the worker: release its load now, before the client (who may
+    // send its next request at once) sees the result, not when the stream's status arrives.
+    LockedEndAttempt(/*failed=*/false);
     const uint32_t actual = response.result().usage().cached_prompt_tokens();
     counters.actual_cached_tokens.fetch_add(actual, std::memory_order_relaxed);
     counters.completed_requests.fetch_add(1, std::memory_order_relaxed);

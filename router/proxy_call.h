@@ -36,6 +36,7 @@ class ProxyCall final : public grpc::ServerWriteReactor<kvcluster::v1::GenerateR
   void LockedStartAttempt();
   void LockedOnWorkerResponse(WorkerStream* stream, kvcluster::v1::GenerateResponse response);
   void LockedOnWorkerDone(WorkerStream* stream, const grpc::Status& status);
+  // Takes the attempt's request and tokens off the worker's load (once), counting a failure.
   void LockedEndAttempt(bool failed);
   void LockedWriteNext();
   void LockedFinish(grpc::Status status);
@@ -52,7 +53,8 @@ class ProxyCall final : public grpc::ServerWriteReactor<kvcluster::v1::GenerateR
   int refs_ = 1;                    // the server side, plus one per live WorkerStream
   bool client_cancelled_ = false;
   uint32_t tokens_streamed_ = 0;
-  int64_t tracked_tokens_ = 0;  // added to the worker's active_tokens by this attempt
+  int64_t tracked_tokens_ = 0;     // added to the worker's active_tokens by this attempt
+  bool attempt_released_ = false;  // the attempt's load was already taken off the worker
   uint32_t predicted_cached_ = 0;
   std::deque<kvcluster::v1::GenerateResponse> pending_;
   kvcluster::v1::GenerateResponse writing_message_;

@@ -361,12 +361,15 @@ void WorkerLink::Poll() {
   grpc::ClientContext context;
   context.set_deadline(DeadlineAfter(config_->rpc_timeout));
   pb::WorkerLoad load;
+  // The worker's count includes this router's requests as of some moment during the call;
+  // subtracting the larger of this router's own count before and after it never mistakes a
+  // request that just finished here for someone else's load.
+  const int64_t own_before = counters_.active_tokens.load(std::memory_order_relaxed);
   if (stub_->GetLoad(&context, pb::GetLoadRequest(), &load).ok()) {
-    // Only the part this router cannot see itself: its own requests are counted exactly as
-    // they stream, while this report is up to a poll interval old.
-    const int64_t own = counters_.active_tokens.load(std::memory_order_relaxed);
+    const int64_t own_after = counters_.active_tokens.load(std::memory_order_relaxed);
     counters_.external_tokens_in_flight.store(
-        std::max<int64_t>(0, static_cast<int64_t>(load.tokens_in_flight()) - own),
+        std::max<int64_t>(
+            0, static_cast<int64_t>(load.tokens_in_flight()) - std::max(own_before, own_after)),
         std::memory_order_relaxed);
     absl::MutexLock lock(&mutex_);
     load_ = load;

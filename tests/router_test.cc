@@ -140,6 +140,13 @@ TEST_F(RouterTest, SharedPrefixGoesToItsWorkerAndPredictionsAreExact) {
   const std::vector<uint32_t> system_prompt = Prompt(1, 160);
   const Outcome first = Generate(Request(Concat(system_prompt, Prompt(2, 20)), 4));
   ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  // KV events reach the router asynchronously: wait until it has indexed the prefix (a
+  // request sent sooner is routed without knowing of it, which is correct but not this test).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline &&
+         Route(Concat(system_prompt, Prompt(3, 20))).candidates(0).matched_blocks() < 10) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   for (int user = 0; user < 6; ++user) {
     const Outcome o = Generate(Request(Concat(system_prompt, Prompt(10 + user, 25)), 4));
     ASSERT_TRUE(o.status.ok()) << o.status.error_message();

@@ -118,8 +118,10 @@ void EngineLoop::Run() {
     if (!status.ok()) {
       std::fprintf(stderr, "kvc-worker: forward step failed: %s\n", status.ToString().c_str());
     }
-    Deliver(&outputs);
+    // Events first: a client that sends its next request the moment it sees this one's result
+    // should find the router already told about the blocks this step cached.
     PublishEvents();
+    Deliver(&outputs);
     absl::MutexLock lock(&mutex_);
     load_ = engine_.Load();
   }
