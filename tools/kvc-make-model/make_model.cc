@@ -12,6 +12,7 @@
 #include "tools/kvc-make-model/tiny_tokenizer.h"
 #include "worker/model/config.h"
 #include "worker/model/file_util.h"
+#include "worker/model/presets.h"
 #include "worker/model/safetensors_writer.h"
 #include "worker/model/tensor_specs.h"
 
@@ -23,68 +24,14 @@ using model::DType;
 using model::ModelConfig;
 
 std::vector<Preset> MakePresets() {
-  std::vector<Preset> presets;
-  {
-    ModelConfig c;  // small enough for every test, big enough for GQA and several blocks
-    c.architecture = Architecture::kLlama;
-    c.hidden_size = 64;
-    c.num_layers = 2;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_dim = 16;
-    c.intermediate_size = 128;
-    c.vocab_size = 512;
-    c.max_position_embeddings = 4096;
-    c.rms_norm_eps = 1e-5;
-    c.rope_theta = 10000.0;
-    c.dtype = DType::kF32;
-    c.bos_token_id = c.vocab_size - 2;
-    c.eos_token_ids = {c.vocab_size - 1};
-    presets.push_back({"tiny", "2 layers, hidden 64, 4 heads / 2 KV heads, vocab 512, f32", c, ""});
-  }
-  {
-    ModelConfig c;  // meta-llama/Llama-3.2-1B
-    c.architecture = Architecture::kLlama;
-    c.hidden_size = 2048;
-    c.num_layers = 16;
-    c.num_heads = 32;
-    c.num_kv_heads = 8;
-    c.head_dim = 64;
-    c.intermediate_size = 8192;
-    c.vocab_size = 128256;
-    c.max_position_embeddings = 131072;
-    c.rms_norm_eps = 1e-5;
-    c.rope_theta = 500000.0;
-    c.rope_scaling = model::Llama3RopeScaling{32.0, 1.0, 4.0, 8192};
-    c.tie_word_embeddings = true;
-    c.dtype = DType::kBF16;
-    c.bos_token_id = 128000;
-    c.eos_token_ids = {128001};
-    presets.push_back({"llama-3.2-1b-shape", "Llama-3.2-1B dimensions, bf16, ~2.5 GB", c,
-                       ".cache/tokenizers/llama3/tokenizer.json"});
-  }
-  {
-    ModelConfig c;  // Qwen/Qwen3-0.6B
-    c.architecture = Architecture::kQwen3;
-    c.hidden_size = 1024;
-    c.num_layers = 28;
-    c.num_heads = 16;
-    c.num_kv_heads = 8;
-    c.head_dim = 128;
-    c.intermediate_size = 3072;
-    c.vocab_size = 151936;
-    c.max_position_embeddings = 40960;
-    c.rms_norm_eps = 1e-6;
-    c.rope_theta = 1000000.0;
-    c.tie_word_embeddings = true;
-    c.qk_norm = true;
-    c.dtype = DType::kBF16;
-    c.bos_token_id = 151643;
-    c.eos_token_ids = {151645, 151643};
-    presets.push_back({"qwen3-0.6b-shape", "Qwen3-0.6B dimensions, bf16, ~1.2 GB", c,
-                       ".cache/tokenizers/qwen3/tokenizer.json"});
-  }
-  return presets;
+  return {
+      {"tiny", "2 layers, hidden 64, 4 heads / 2 KV heads, vocab 512, f32",
+       model::TinyLlamaConfig(), ""},
+      {"llama-3.2-1b-shape", "Llama-3.2-1B dimensions, bf16, ~2.5 GB",
+       model::Llama32_1BShapeConfig(), ".cache/tokenizers/llama3/tokenizer.json"},
+      {"qwen3-0.6b-shape", "Qwen3-0.6B dimensions, bf16, ~1.2 GB", model::Qwen3_06BShapeConfig(),
+       ".cache/tokenizers/qwen3/tokenizer.json"},
+  };
 }
 
 // Writes through `write` into PATH.partial and renames it into place, so an interrupted run

@@ -7,24 +7,17 @@
 #include <map>
 
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/model/presets.h"
 #include "worker/model/random_weights.h"
 
 namespace kvc::engine {
 namespace {
 
 model::ModelConfig TinyLlama() {
-  model::ModelConfig config;
-  config.architecture = model::Architecture::kLlama;
-  config.hidden_size = 64;
-  config.num_layers = 2;
-  config.num_heads = 4;
-  config.num_kv_heads = 2;
-  config.head_dim = 16;
-  config.intermediate_size = 128;
+  model::ModelConfig config = model::TinyLlamaConfig();
   config.vocab_size = 256;
   config.max_position_embeddings = 1024;
-  config.rms_norm_eps = 1e-5;
-  config.dtype = model::DType::kF32;
+  config.bos_token_id.reset();
   config.eos_token_ids = {255};
   return config;
 }
