@@ -19,8 +19,6 @@
 namespace kvc::make_model {
 namespace {
 
-using model::Architecture;
-using model::DType;
 using model::ModelConfig;
 
 std::vector<Preset> MakePresets() {
