@@ -114,6 +114,7 @@ void ProxyCall::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateRespons
     counters.active_tokens.fetch_add(n, std::memory_order_relaxed);
   }
   if (response.has_result()) {
+    result_seen_ = true;
     // The request is done on the worker: release its load now, before the client (who may
     // send its next request at once) sees the result, not when the stream's status arrives.
     LockedEndAttempt(/*failed=*/false);
@@ -132,7 +133,9 @@ void ProxyCall::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateRespons
 
 void ProxyCall::LockedOnWorkerDone(WorkerStream* stream, const grpc::Status& status) {
   if (stream != stream_) return;
-  const bool failed = !status.ok();
+  // Once the result arrived the request succeeded, whatever the stream's status (the router
+  // may have cancelled the finished stream itself when the client left).
+  const bool failed = !status.ok() && !result_seen_;
   LockedEndAttempt(failed);
   stream_ = nullptr;
   if (!failed) {
@@ -218,14 +221,14 @@ void ProxyCall::OnWriteDone(bool ok) {
 void ProxyCall::OnCancel() {
   absl::MutexLock lock(&mutex_);
   client_cancelled_ = true;
-  if (stream_ != nullptr) stream_->Cancel();
+  if (stream_ != nullptr && !result_seen_) stream_->Cancel();
 }
 
 void ProxyCall::OnDone() {
   {
     absl::MutexLock lock(&mutex_);
     client_cancelled_ = true;
-    if (stream_ != nullptr) stream_->Cancel();
+    if (stream_ != nullptr && !result_seen_) stream_->Cancel();
   }
   Unref();
 }

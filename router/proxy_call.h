@@ -55,6 +55,7 @@ class ProxyCall final : public grpc::ServerWriteReactor<kvcluster::v1::GenerateR
   uint32_t tokens_streamed_ = 0;
   int64_t tracked_tokens_ = 0;     // added to the worker's active_tokens by this attempt
   bool attempt_released_ = false;  // the attempt's load was already taken off the worker
+  bool result_seen_ = false;       // the worker sent the result: the request succeeded
   uint32_t predicted_cached_ = 0;
   std::deque<kvcluster::v1::GenerateResponse> pending_;
   kvcluster::v1::GenerateResponse writing_message_;

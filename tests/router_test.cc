@@ -447,6 +447,10 @@ TEST_F(RouterTest, ManyShortRequestsNeverStall) {
     ASSERT_TRUE(status.ok()) << "request " << i << ": " << status.error_message();
     ASSERT_EQ(results, 1);
   }
+  const pb::StatsResponse stats = Stats();
+  EXPECT_EQ(stats.total().failed_requests(), 0u);
+  EXPECT_EQ(stats.total().requests(), 300u);
+  EXPECT_EQ(stats.total().active_requests(), 0u);
 }
 
 TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
