@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/bench_args.h"
 #include "common/process_setup.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "tests/util/cluster.h"
@@ -67,21 +68,10 @@ double Percentile(std::vector<double> values, double p) {
 }
 
 int Main(int argc, char** argv) {
-  bool json = false, quick = false;
-  std::string report;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--json") {
-      json = true;
-    } else if (arg == "--quick") {
-      quick = true;
-    } else if (arg == "--report" && i + 1 < argc) {
-      report = argv[++i];
-    } else {
-      Fail("unknown argument '" + arg +
-           "'; usage: kvc_bench_router [--json] [--report FILE] [--quick]");
-    }
-  }
+  const BenchArgs args =
+      ParseBenchArgs(argc, argv, {}, "kvc_bench_router [--json] [--report FILE] [--quick]");
+  const bool json = args.json, quick = args.quick;
+  const std::string& report = args.report;
   const int requests = quick ? 300 : 2000;
   testing::TempDir dir;
 

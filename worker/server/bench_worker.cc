@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/bench_args.h"
 #include "common/check.h"
 #include "common/process_setup.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
@@ -133,24 +134,11 @@ double InProcessTpot(const std::string& model_dir, const std::vector<uint32_t>& 
 }
 
 int Main(int argc, char** argv) {
-  bool json = false, quick = false;
-  std::string report, model_dir;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--json") {
-      json = true;
-    } else if (arg == "--quick") {
-      quick = true;
-    } else if (arg == "--report" && i + 1 < argc) {
-      report = argv[++i];
-    } else if (arg == "--model" && i + 1 < argc) {
-      model_dir = argv[++i];
-    } else {
-      Fail(absl::StrCat(
-          "unknown argument '", arg,
-          "'; usage: kvc_bench_worker [--json] [--report FILE] [--model DIR] [--quick]"));
-    }
-  }
+  const BenchArgs args = ParseBenchArgs(
+      argc, argv, {"--model"}, "kvc_bench_worker [--json] [--report FILE] [--model DIR] [--quick]");
+  const bool json = args.json, quick = args.quick;
+  const std::string& report = args.report;
+  std::string model_dir = args.Value("--model");
   const std::string bin = testing::BinDir();
   const std::string work = (std::filesystem::temp_directory_path() / "kvc-bench-worker").string();
   std::filesystem::create_directories(work);

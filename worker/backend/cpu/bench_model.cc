@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/bench_args.h"
 #include "common/process_setup.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/cpu/kernels.h"
@@ -168,28 +169,13 @@ double TokenizerMbPerSecond(bool quick) {
 }  // namespace
 
 int Main(int argc, char** argv) {
-  bool json = false, quick = false;
-  std::string report_path, model_dir;
-  int threads = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--json") {
-      json = true;
-    } else if (arg == "--quick") {
-      quick = true;
-    } else if (arg == "--report" && i + 1 < argc) {
-      report_path = argv[++i];
-    } else if (arg == "--model" && i + 1 < argc) {
-      model_dir = argv[++i];
-    } else if (arg == "--threads" && i + 1 < argc) {
-      threads = std::atoi(argv[++i]);
-    } else {
-      std::fprintf(stderr,
-                   "usage: kvc_bench_model [--json] [--report FILE] [--model DIR] "
-                   "[--threads N] [--quick]\n");
-      return 2;
-    }
-  }
+  const BenchArgs args = ParseBenchArgs(
+      argc, argv, {"--model", "--threads"},
+      "kvc_bench_model [--json] [--report FILE] [--model DIR] [--threads N] [--quick]");
+  const bool json = args.json, quick = args.quick;
+  const std::string& report_path = args.report;
+  const std::string model_dir = args.Value("--model");
+  int threads = std::atoi(args.Value("--threads").c_str());
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   Results r;
   r.threads = threads;
