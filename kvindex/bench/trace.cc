@@ -1,10 +1,12 @@
 #include "kvindex/bench/trace.h"
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/block_hash.h"
+#include "common/check.h"
 #include "nlohmann/json.hpp"
 
 namespace kvc::kvindex::bench {
@@ -37,34 +39,42 @@ absl::StatusOr<std::vector<TraceRequest>> LoadMooncakeTrace(const std::string& p
     request.timestamp_ms = record.value("timestamp", int64_t{0});
     request.input_tokens = record["input_length"].get<uint32_t>();
     request.hash_ids = record["hash_ids"].get<std::vector<uint64_t>>();
+    request.output_tokens = record.value("output_length", uint32_t{0});
     requests.push_back(std::move(request));
   }
   return requests;
+}
+
+void HashIdTokens(uint64_t hash_id, uint32_t vocab_size, std::span<uint32_t> out) {
+  KVC_CHECK(vocab_size > 0 && out.size() == kTraceTokensPerHashId, "bad HashIdTokens call");
+  uint64_t state = SplitMix64(hash_id);
+  for (uint32_t& token : out) {
+    state = SplitMix64(state);
+    token = static_cast<uint32_t>(state % vocab_size);
+  }
+}
+
+std::vector<uint32_t> RequestTokens(const TraceRequest& request, uint32_t vocab_size) {
+  const size_t length = std::min<size_t>(request.input_tokens,
+                                         request.hash_ids.size() * kTraceTokensPerHashId);
+  std::vector<uint32_t> tokens(request.hash_ids.size() * kTraceTokensPerHashId);
+  for (size_t i = 0; i < request.hash_ids.size(); ++i) {
+    HashIdTokens(request.hash_ids[i], vocab_size,
+                 std::span(tokens).subspan(i * kTraceTokensPerHashId, kTraceTokensPerHashId));
+  }
+  tokens.resize(length);
+  return tokens;
 }
 
 void ExpandRequest(const TraceRequest& request, uint32_t block_size,
                    std::vector<uint64_t>* seq_hashes, std::vector<uint64_t>* local_hashes) {
   seq_hashes->clear();
   local_hashes->clear();
-  const uint32_t blocks_per_id = kTraceTokensPerHashId / block_size;
-  const size_t full_blocks =
-      std::min<size_t>(request.input_tokens / block_size, request.hash_ids.size() * blocks_per_id);
   static const uint64_t salt = SaltHash("mooncake-conversation-trace", "", "", kDefaultHashSeed);
-  std::vector<uint32_t> tokens(block_size);
-  uint64_t parent = salt;
-  for (size_t block = 0; block < full_blocks; ++block) {
-    const uint64_t id = request.hash_ids[block / blocks_per_id];
-    const uint64_t within = block % blocks_per_id;
-    uint64_t state = SplitMix64(id * kTraceTokensPerHashId + within * block_size);
-    for (uint32_t& token : tokens) {
-      state = SplitMix64(state);
-      token = static_cast<uint32_t>(state % 128000);  // a Llama-3-sized vocabulary
-    }
-    const uint64_t local = LocalBlockHash(tokens, kDefaultHashSeed);
-    parent = ChainBlockHash(parent, local, kDefaultHashSeed);
-    local_hashes->push_back(local);
-    seq_hashes->push_back(parent);
-  }
+  const std::vector<uint32_t> tokens = RequestTokens(request, 128000);  // a Llama-3 vocabulary
+  const BlockHashes hashes = HashBlocks(tokens, salt, {block_size, kDefaultHashSeed});
+  *seq_hashes = hashes.seq;
+  *local_hashes = hashes.local;
 }
 
 }  // namespace kvc::kvindex::bench
