@@ -55,8 +55,8 @@ void HashIdTokens(uint64_t hash_id, uint32_t vocab_size, std::span<uint32_t> out
 }
 
 std::vector<uint32_t> RequestTokens(const TraceRequest& request, uint32_t vocab_size) {
-  const size_t length = std::min<size_t>(request.input_tokens,
-                                         request.hash_ids.size() * kTraceTokensPerHashId);
+  const size_t length =
+      std::min<size_t>(request.input_tokens, request.hash_ids.size() * kTraceTokensPerHashId);
   std::vector<uint32_t> tokens(request.hash_ids.size() * kTraceTokensPerHashId);
   for (size_t i = 0; i < request.hash_ids.size(); ++i) {
     HashIdTokens(request.hash_ids[i], vocab_size,
