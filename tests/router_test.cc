@@ -419,6 +419,17 @@ TEST_F(RouterTest, MetricsAndKvctlReportTheSameCluster) {
                           log),
             2);
   EXPECT_NE(testing::ReadFile(log).find("cannot reach the router"), std::string::npos);
+  // kvctl health: the grpc.health.v1 probe that container health checks run.
+  for (const std::string& server : {cluster_.router_address(), cluster_.worker_address(0)}) {
+    ASSERT_EQ(*testing::Run({testing::BinDir() + "/kvctl", "health", server}, log), 0)
+        << testing::ReadFile(log);
+    EXPECT_NE(testing::ReadFile(log).find(server + " SERVING"), std::string::npos)
+        << testing::ReadFile(log);
+  }
+  EXPECT_EQ(*testing::Run({testing::BinDir() + "/kvctl", "--connect-timeout", "300ms", "health",
+                           "127.0.0.1:1"},
+                          log),
+            2);
   // Prometheus text over HTTP, fetched with curl when the machine has it.
   if (system("command -v curl >/dev/null 2>&1") == 0) {
     ASSERT_EQ(*testing::Run({"/usr/bin/curl", "-sf",

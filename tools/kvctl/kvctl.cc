@@ -5,6 +5,7 @@
 //   kvctl workers [--json]        the router's workers and their state
 //   kvctl route --prompt TEXT     the routing decision only, with every candidate's cost
 //   kvctl register HOST:PORT / kvctl deregister HOST:PORT
+//   kvctl health [HOST:PORT]      grpc.health.v1 check of a router or worker (exit 0: SERVING)
 //
 // The router is --router HOST:PORT, else $KVC_ROUTER, else 127.0.0.1:50050.
 #include <google/protobuf/util/json_util.h>
@@ -26,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 
 ABSL_FLAG(std::string, router, "", "Router address; default $KVC_ROUTER or 127.0.0.1:50050.");
@@ -277,6 +279,33 @@ int ChangeWorker(bool add, const std::vector<char*>& args) {
   return 0;
 }
 
+// The standard gRPC health check of any kvcluster server (router or worker), for container
+// health checks: exit 0 when the server answers SERVING, 1 when it answers anything else or
+// the call fails, 2 when it cannot be reached within --connect-timeout.
+int Health(const std::vector<char*>& args) {
+  if (args.size() > 3) Fail("usage: kvctl health [HOST:PORT]", 2);
+  const std::string address = args.size() == 3 ? args[2] : RouterAddress();
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  if (!channel->WaitForConnected(
+          std::chrono::system_clock::now() +
+          absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_connect_timeout)))) {
+    Fail(absl::StrCat("cannot reach ", address), 2);
+  }
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  grpc::health::v1::HealthCheckResponse response;
+  FailOn(stub->Check(&context, grpc::health::v1::HealthCheckRequest(), &response), "health");
+  const std::string status =
+      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf("{\"address\": \"%s\", \"status\": \"%s\"}\n", address.c_str(), status.c_str());
+  } else {
+    std::printf("%s %s\n", address.c_str(), status.c_str());
+  }
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage(
@@ -286,12 +315,13 @@ int Main(int argc, char** argv) {
       "  kvctl workers [--json]\n"
       "  kvctl route --prompt TEXT [--json]\n"
       "  kvctl register HOST:PORT | kvctl deregister HOST:PORT\n"
+      "  kvctl health [HOST:PORT]   (grpc.health.v1; exit 0 when SERVING)\n"
       "The router is --router HOST:PORT, else $KVC_ROUTER, else 127.0.0.1:50050.");
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2)
     Fail(
         "missing command (generate, stats, workers, route, register, "
-        "deregister); see kvctl --help",
+        "deregister, health); see kvctl --help",
         2);
   const std::string command = args[1];
   if (command == "generate") return Generate();
@@ -300,6 +330,7 @@ int Main(int argc, char** argv) {
   if (command == "route") return Route();
   if (command == "register") return ChangeWorker(true, args);
   if (command == "deregister") return ChangeWorker(false, args);
+  if (command == "health") return Health(args);
   Fail(absl::StrCat("unknown command '", command, "'; see kvctl --help"), 2);
 }
 
