@@ -9,6 +9,9 @@
 // prefix blocks (chunked prefill, prefix-cache hits). The step writes the new tokens' K/V into
 // their slots (position p lives in block block_table[p / block_size], slot p % block_size) and
 // returns logits for the last new token of each sequence, or for every new token on request.
+// A backend may instead choose the next tokens itself and return only their ids
+// (ForwardAndSample): a GPU backend that samples on the device, or the sim backend, whose
+// tokens are synthetic.
 //
 // The KV pool belongs to the backend, sized in blocks when it is created, apart from the weights.
 // Which blocks a sequence owns is the engine's business (the block manager is bookkeeping only);
@@ -50,6 +53,10 @@ struct ForwardBatch {
   std::vector<int32_t> block_indices;
   // Logits for every new token (in token order) instead of only the last of each sequence.
   bool all_logits = false;
+  // The engine went from the previous step straight to this one (it had work left), so the
+  // host time since the previous step belongs to this step. False after the engine waited
+  // for work. Timing models (the sim backend) use it; math backends ignore it.
+  bool follows_previous_step = false;
 
   int num_sequences() const { return int(num_new_tokens.size()); }
   int num_tokens() const { return int(token_ids.size()); }
@@ -68,6 +75,37 @@ struct ForwardBatch {
   }
 };
 
+// How the next token of one sequence is chosen, for backends that choose it themselves
+// (Backend::SamplesTokens): the request's sampling options and the draw's coordinates, with
+// the contract of engine::Sampler (worker/engine/sampler.h): the draw for output position i
+// depends only on (seed, i), never on batching, so preemption and recompute change nothing.
+struct TokenSampling {
+  // False for a prefill chunk that stops short of the prompt's end: no token is wanted.
+  bool sample = false;
+  float temperature = 0.0f;  // 0: greedy
+  float top_p = 1.0f;
+  int top_k = 0;  // 0: off
+  uint64_t seed = 0;
+  // Index of the token to produce among the sequence's generated tokens (0 = the first).
+  uint64_t output_position = 0;
+  // The request wants the chosen token's log-probability.
+  bool logprob = false;
+};
+
+// What ForwardAndSample returns, one entry per sequence of the batch.
+struct SampledTokens {
+  std::vector<int32_t> token_ids;  // -1 where TokenSampling::sample was false
+  // log-probability of each chosen token under the backend's distribution; empty when the
+  // backend cannot give them (then no request gets logprobs).
+  std::vector<float> logprobs;
+};
+
+// INVALID_ARGUMENT naming the first inconsistency of `batch` against a pool of `kv` blocks and
+// a vocabulary of `vocab_size`: lengths, positions, token ids, block indices out of range, a
+// block table too short, an empty batch. Every backend checks its batches with it.
+absl::Status ValidateForwardBatch(const ForwardBatch& batch, int vocab_size,
+                                  const KvCacheOptions& kv);
+
 // Abstract forward step over a paged KV cache.
 // Thread-safety: not thread-safe. One thread (the engine thread) owns a backend and calls it;
 // implementations may use their own threads inside a call.
@@ -83,6 +121,24 @@ class Backend {
   // INVALID_ARGUMENT when the batch is inconsistent (lengths, positions, token ids, block
   // indices out of range, a block table too short); nothing is written to the cache then.
   virtual absl::Status Forward(const ForwardBatch& batch, std::vector<float>* logits) = 0;
+
+  // True when the backend chooses each sequence's next token itself (on the device, or
+  // synthetically), so that only token ids, not vocabulary-sized logits, reach the engine;
+  // the engine then calls ForwardAndSample instead of Forward.
+  virtual bool SamplesTokens() const { return false; }
+
+  // Runs one step like Forward and chooses the next token of every sequence whose
+  // sampling[s].sample is set. `sampling` has one entry per sequence of `batch`. Errors as
+  // Forward's, plus INVALID_ARGUMENT when `sampling` does not match the batch.
+  // UNIMPLEMENTED unless SamplesTokens().
+  virtual absl::Status ForwardAndSample(const ForwardBatch& batch,
+                                        std::span<const TokenSampling> sampling,
+                                        SampledTokens* out) {
+    (void)batch;
+    (void)sampling;
+    (void)out;
+    return absl::UnimplementedError("this backend returns logits; the engine samples");
+  }
 
   // Copies K and V of `layer`, block `block` out as f32, laid out
   // [kv_heads][block_size][head_dim] each. For tests and debugging.

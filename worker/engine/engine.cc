@@ -84,12 +84,44 @@ bool Engine::Cancel(SequenceId id) {
 }
 
 absl::Status Engine::Step(std::vector<RequestOutput>* outputs) {
+  absl::Status status = StepOnce(outputs);
+  work_left_after_step_ = !idle();
+  return status;
+}
+
+absl::Status Engine::RunBackend(const std::vector<ScheduledChunk>& chunks,
+                                const backend::ForwardBatch& batch) {
+  if (!backend_->SamplesTokens()) return backend_->Forward(batch, &logits_);
+  token_sampling_.clear();
+  for (const ScheduledChunk& chunk : chunks) {
+    const Sequence& s = *chunk.sequence;
+    const SamplingOptions& options = s.sampler.options();
+    token_sampling_.push_back(backend::TokenSampling{
+        .sample = s.num_computed + chunk.num_new_tokens == static_cast<int>(s.tokens.size()),
+        .temperature = options.temperature,
+        .top_p = options.top_p,
+        .top_k = options.top_k,
+        .seed = s.sampler.seed(),
+        .output_position = static_cast<uint64_t>(s.num_generated()),
+        .logprob = s.options.logprobs});
+  }
+  absl::Status status = backend_->ForwardAndSample(batch, token_sampling_, &sampled_);
+  if (status.ok()) {
+    KVC_CHECK(sampled_.token_ids.size() == chunks.size() &&
+                  (sampled_.logprobs.empty() || sampled_.logprobs.size() == chunks.size()),
+              "the backend returned a token list that does not match the batch");
+  }
+  return status;
+}
+
+absl::Status Engine::StepOnce(std::vector<RequestOutput>* outputs) {
   for (RequestOutput& output : cancelled_) outputs->push_back(std::move(output));
   cancelled_.clear();
   const std::vector<ScheduledChunk> chunks = scheduler_.Schedule();
   if (chunks.empty()) return absl::OkStatus();
 
   backend::ForwardBatch batch;
+  batch.follows_previous_step = work_left_after_step_;
   for (const ScheduledChunk& chunk : chunks) {
     const Sequence& s = *chunk.sequence;
     // Without the KV cache every step recomputes the sequence from its first token.
@@ -98,7 +130,7 @@ absl::Status Engine::Step(std::vector<RequestOutput>* outputs) {
     batch.AddSequence(std::span(s.tokens).subspan(start, end - start), start,
                       blocks_.BlockTable(s.id));
   }
-  if (absl::Status status = backend_->Forward(batch, &logits_); !status.ok()) {
+  if (absl::Status status = RunBackend(chunks, batch); !status.ok()) {
     for (const ScheduledChunk& chunk : chunks) {
       RequestOutput output;
       Emit(chunk.sequence, FinishReason::kCancelled, outputs, &output);
@@ -121,13 +153,23 @@ absl::Status Engine::Step(std::vector<RequestOutput>* outputs) {
     }
     if (s->num_uncomputed() > 0) continue;  // a prefill chunk short of the prompt's end
 
-    const std::span<const float> row(logits_.data() + i * vocab, vocab);
-    const SampledToken sampled = s->sampler.Sample(row, s->num_generated(), &sampler_scratch_);
+    SampledToken sampled;
+    if (backend_->SamplesTokens()) {
+      KVC_CHECK(sampled_.token_ids[i] >= 0 && sampled_.token_ids[i] < static_cast<int>(vocab),
+                "the backend sampled a token outside the vocabulary");
+      sampled.token = static_cast<uint32_t>(sampled_.token_ids[i]);
+      if (!sampled_.logprobs.empty()) sampled.logprob = sampled_.logprobs[i];
+    } else {
+      const std::span<const float> row(logits_.data() + i * vocab, vocab);
+      sampled = s->sampler.Sample(row, s->num_generated(), &sampler_scratch_);
+    }
     const int32_t token = static_cast<int32_t>(sampled.token);
     s->tokens.push_back(token);
     RequestOutput output;
     output.new_tokens.push_back(token);
-    if (s->options.logprobs) output.new_logprobs.push_back(sampled.logprob);
+    if (s->options.logprobs && (!backend_->SamplesTokens() || !sampled_.logprobs.empty())) {
+      output.new_logprobs.push_back(sampled.logprob);
+    }
     if (IsStopToken(*s, token)) {
       Emit(s, FinishReason::kStop, outputs, &output);
     } else if (s->num_generated() >= s->options.max_tokens ||

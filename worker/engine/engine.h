@@ -75,7 +75,9 @@ class Engine {
   bool Cancel(SequenceId id);
 
   // Runs one step and appends what every request produced. A backend error is returned as
-  // is; the requests in that step are finished as cancelled so nothing hangs.
+  // is; the requests in that step are finished as cancelled so nothing hangs. Tokens come
+  // from the engine's sampler over the backend's logits, or from the backend itself when it
+  // samples (Backend::SamplesTokens).
   absl::Status Step(std::vector<RequestOutput>* outputs);
 
   bool idle() const { return scheduler_.empty() && cancelled_.empty(); }
@@ -88,6 +90,10 @@ class Engine {
   BlockManager& mutable_blocks() { return blocks_; }
 
  private:
+  absl::Status StepOnce(std::vector<RequestOutput>* outputs);
+  // Runs the backend on `batch`; fills logits_ or, when the backend samples, sampled_.
+  absl::Status RunBackend(const std::vector<ScheduledChunk>& chunks,
+                          const backend::ForwardBatch& batch);
   void Emit(Sequence* sequence, FinishReason reason, std::vector<RequestOutput>* outputs,
             RequestOutput* output);
   bool IsStopToken(const Sequence& sequence, int32_t token) const;
@@ -99,8 +105,13 @@ class Engine {
   Scheduler scheduler_;
   absl::flat_hash_set<SequenceId> active_ids_;
   std::vector<RequestOutput> cancelled_;
+  // The previous Step left work, so the engine went straight on to the next one.
+  bool work_left_after_step_ = false;
   std::vector<float> logits_;
   std::vector<float> sampler_scratch_;
+  // For backends that choose tokens themselves (Backend::SamplesTokens).
+  std::vector<backend::TokenSampling> token_sampling_;
+  backend::SampledTokens sampled_;
 };
 
 }  // namespace kvc::engine

@@ -1,5 +1,6 @@
-// The engine with the real CPU backend on a tiny random model: batching, prefix caching,
-// preemption and the no-KV-cache mode must never change greedy outputs.
+// The engine with the real CPU backend on a tiny random model, and with the sim backend
+// (synthetic tokens, the backend samples): batching, prefix caching, preemption and the
+// no-KV-cache mode must never change greedy outputs.
 #include "worker/engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <map>
 
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/backend/sim/sim_backend.h"
 #include "worker/model/presets.h"
 #include "worker/model/random_weights.h"
 
@@ -22,7 +24,8 @@ model::ModelConfig TinyLlama() {
   return config;
 }
 
-class EngineTest : public ::testing::Test {
+// The backend the engine runs on: "cpu" or "sim".
+class EngineTest : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
     weights_ = new model::ModelWeights(model::MakeRandomWeights(TinyLlama(), {.seed = 5}));
@@ -30,10 +33,18 @@ class EngineTest : public ::testing::Test {
   static void TearDownTestSuite() { delete weights_; }
 
   std::unique_ptr<Engine> MakeEngine(int num_blocks, EngineOptions options = {}) {
-    backend::CpuBackendOptions backend_options;
-    backend_options.kv_cache.num_blocks = num_blocks;
-    backend_options.num_threads = 1;
-    auto backend = backend::CreateCpuBackend(*weights_, backend_options);
+    absl::StatusOr<std::unique_ptr<backend::Backend>> backend;
+    if (GetParam() == "sim") {
+      backend::SimBackendOptions backend_options;
+      backend_options.kv_cache.num_blocks = num_blocks;
+      backend_options.speedup = 100;  // 3 us steps: the tiny model's cost is the overhead
+      backend = backend::CreateSimBackend(weights_->config, backend_options);
+    } else {
+      backend::CpuBackendOptions backend_options;
+      backend_options.kv_cache.num_blocks = num_blocks;
+      backend_options.num_threads = 1;
+      backend = backend::CreateCpuBackend(*weights_, backend_options);
+    }
     EXPECT_TRUE(backend.ok()) << backend.status();
     backend_ = std::move(*backend);
     options.hash.block_size = 16;
@@ -76,7 +87,7 @@ class EngineTest : public ::testing::Test {
 
 model::ModelWeights* EngineTest::weights_ = nullptr;
 
-TEST_F(EngineTest, BatchedRequestsMatchEachRunAlone) {
+TEST_P(EngineTest, BatchedRequestsMatchEachRunAlone) {
   std::map<SequenceId, std::vector<int32_t>> alone;
   for (int i = 0; i < 6; ++i) {
     auto engine = MakeEngine(256);
@@ -93,7 +104,7 @@ TEST_F(EngineTest, BatchedRequestsMatchEachRunAlone) {
   EXPECT_EQ(RunAll(engine.get()), alone);
 }
 
-TEST_F(EngineTest, CachedPrefixGivesTheSameTokensAndIsReported) {
+TEST_P(EngineTest, CachedPrefixGivesTheSameTokensAndIsReported) {
   auto engine = MakeEngine(256);
   const std::vector<int32_t> prompt = Prompt(9, 100);
   std::map<SequenceId, RequestOutput> finals;
@@ -108,7 +119,7 @@ TEST_F(EngineTest, CachedPrefixGivesTheSameTokensAndIsReported) {
   EXPECT_EQ(finals[2].completion_tokens, 16);
 }
 
-TEST_F(EngineTest, PreemptionDoesNotChangeOutputs) {
+TEST_P(EngineTest, PreemptionDoesNotChangeOutputs) {
   std::map<SequenceId, std::vector<int32_t>> alone;
   for (int i = 0; i < 4; ++i) {
     auto engine = MakeEngine(64);
@@ -122,7 +133,7 @@ TEST_F(EngineTest, PreemptionDoesNotChangeOutputs) {
   EXPECT_EQ(RunAll(engine.get()), alone);
 }
 
-TEST_F(EngineTest, NoKvCacheModeGivesTheSameTokens) {
+TEST_P(EngineTest, NoKvCacheModeGivesTheSameTokens) {
   auto cached = MakeEngine(64);
   ASSERT_TRUE(cached->Submit(1, Prompt(3, 40), Greedy(32), 0).ok());
   const auto with_cache = RunAll(cached.get());
@@ -133,7 +144,7 @@ TEST_F(EngineTest, NoKvCacheModeGivesTheSameTokens) {
   EXPECT_EQ(RunAll(recompute.get()), with_cache);
 }
 
-TEST_F(EngineTest, SeededSamplingIsReproducible) {
+TEST_P(EngineTest, SeededSamplingIsReproducible) {
   GenerationOptions options = Greedy(24);
   options.sampling.temperature = 1.0f;
   options.sampling.top_p = 0.9f;
@@ -146,7 +157,7 @@ TEST_F(EngineTest, SeededSamplingIsReproducible) {
   EXPECT_NE(tokens.at(1), tokens.at(3));
 }
 
-TEST_F(EngineTest, StopsAtStopTokensAndEos) {
+TEST_P(EngineTest, StopsAtStopTokensAndEos) {
   auto engine = MakeEngine(64);
   ASSERT_TRUE(engine->Submit(1, Prompt(2, 20), Greedy(30), 0).ok());
   const auto free_run = RunAll(engine.get()).at(1);
@@ -160,7 +171,7 @@ TEST_F(EngineTest, StopsAtStopTokensAndEos) {
   EXPECT_LE(stopped.size(), 6u);
 }
 
-TEST_F(EngineTest, RejectsBadRequests) {
+TEST_P(EngineTest, RejectsBadRequests) {
   auto engine = MakeEngine(8);  // 128 tokens of KV
   EXPECT_EQ(engine->Submit(1, {}, Greedy(4), 0).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(1, {1, 300}, Greedy(4), 0).code(), absl::StatusCode::kInvalidArgument);
@@ -178,7 +189,7 @@ TEST_F(EngineTest, RejectsBadRequests) {
   EXPECT_EQ(RunAll(engine.get()).at(1).size(), 4u);
 }
 
-TEST_F(EngineTest, CancelFreesBlocksAtOnce) {
+TEST_P(EngineTest, CancelFreesBlocksAtOnce) {
   auto engine = MakeEngine(32);
   ASSERT_TRUE(engine->Submit(1, Prompt(5, 60), Greedy(200), 0).ok());
   std::vector<RequestOutput> outputs;
@@ -193,6 +204,11 @@ TEST_F(EngineTest, CancelFreesBlocksAtOnce) {
   EXPECT_EQ(outputs[0].finish_reason, FinishReason::kCancelled);
   EXPECT_TRUE(engine->idle());
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, EngineTest, ::testing::Values("cpu", "sim"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
 
 }  // namespace
 }  // namespace kvc::engine

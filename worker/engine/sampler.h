@@ -46,6 +46,9 @@ class Sampler {
   SampledToken Sample(std::span<const float> logits, uint64_t position,
                       std::vector<float>* scratch) const;
 
+  const SamplingOptions& options() const { return options_; }
+  uint64_t seed() const { return seed_; }
+
  private:
   SamplingOptions options_;
   uint64_t seed_;

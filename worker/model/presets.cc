@@ -42,6 +42,27 @@ ModelConfig Llama32_1BShapeConfig() {
   return c;
 }
 
+ModelConfig Llama31_8BShapeConfig() {
+  ModelConfig c;
+  c.architecture = Architecture::kLlama;
+  c.hidden_size = 4096;
+  c.num_layers = 32;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.head_dim = 128;
+  c.intermediate_size = 14336;
+  c.vocab_size = 128256;
+  c.max_position_embeddings = 131072;
+  c.rms_norm_eps = 1e-5;
+  c.rope_theta = 500000.0;
+  c.rope_scaling = model::Llama3RopeScaling{8.0, 1.0, 4.0, 8192};
+  c.tie_word_embeddings = false;
+  c.dtype = DType::kBF16;
+  c.bos_token_id = 128000;
+  c.eos_token_ids = {128001};
+  return c;
+}
+
 ModelConfig Qwen3_06BShapeConfig() {
   ModelConfig c;
   c.architecture = Architecture::kQwen3;
