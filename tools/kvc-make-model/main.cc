@@ -1,4 +1,5 @@
-// kvc-make-model: writes a deterministic random-weight model in Hugging Face layout.
+// kvc-make-model: writes a deterministic random-weight model in Hugging Face layout, or only
+// its config (--config-only) for the sim backend.
 // See --help; make_model.h holds the logic, this file only reads flags.
 #include <cstdio>
 #include <cstdlib>
@@ -23,7 +24,12 @@ model.safetensors or shards + model.safetensors.index.json, tokenizer.json,
 tokenizer_config.json). Same flags and seed => byte-identical files.
 
   --out DIR              directory to write (created; old model*.safetensors removed)
-  --preset NAME          tiny (default) | llama-3.2-1b-shape | qwen3-0.6b-shape
+  --preset NAME          tiny (default) | llama-3.2-1b-shape | qwen3-0.6b-shape |
+                         llama-3.1-8b-shape
+  --config-only          write only config.json and generation_config.json (and the
+                         tokenizer when --tokenizer is given): a model's sizes without its
+                         weights, which is all `kvc-worker --backend sim` reads; removes
+                         weight and tokenizer files of an earlier run in DIR
   --arch NAME            llama | mistral | qwen2 | qwen3 (or the HF class name); qwen2 adds
                          q/k/v biases, qwen3 adds q/k RMSNorm
   --dtype NAME           f32 | bf16 | f16
@@ -48,7 +54,8 @@ tokenizer_config.json). Same flags and seed => byte-identical files.
                          presets use .cache/tokenizers/{llama3,qwen3}/tokenizer.json
                          (from scripts/fetch-tokenizers)
   --verify               load the written model back (LoadModel, every tensor checked,
-                         pages read in) and report
+                         pages read in; with --config-only the config is parsed and
+                         checked) and report
   --quiet                no progress output
   --help                 this text
 )";
@@ -89,6 +96,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> flags;
   bool quiet = false;
   bool verify = false;
+  bool config_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -105,6 +113,10 @@ int main(int argc, char** argv) {
     }
     if (arg == "--verify") {
       verify = true;
+      continue;
+    }
+    if (arg == "--config-only") {
+      config_only = true;
       continue;
     }
     if (arg.rfind("--", 0) != 0)
@@ -135,6 +147,12 @@ int main(int argc, char** argv) {
   auto preset = kvc::make_model::FindPreset(flags.count("--preset") ? flags["--preset"] : "tiny");
   if (!preset.ok()) Fail(std::string(preset.status().message()));
   MakeModelOptions options;
+  options.config_only = config_only;
+  if (config_only) {
+    for (const char* flag : {"--seed", "--output-scale", "--shard-size"}) {
+      if (flags.count(flag)) Fail(absl::StrCat(flag, " has no effect with --config-only"));
+    }
+  }
   kvc::model::ModelConfig& config = options.config;
   config = preset->config;
   if (flags.count("--arch")) {
@@ -193,7 +211,7 @@ int main(int argc, char** argv) {
   }
   if (flags.count("--tokenizer")) {
     options.tokenizer = flags["--tokenizer"];
-  } else if (!preset->default_tokenizer.empty()) {
+  } else if (!preset->default_tokenizer.empty() && !config_only) {
     auto path = kvc::make_model::FindRepoFile(preset->default_tokenizer);
     if (!path.ok()) {
       Fail(absl::StrCat("preset ", preset->name, " needs its tokenizer: ", path.status().message(),
@@ -203,7 +221,7 @@ int main(int argc, char** argv) {
   }
   if (flags.count("--vocab")) {
     config.vocab_size = ParseInt("--vocab", flags["--vocab"]);
-    if (options.tokenizer.empty()) {  // the built-in tokenizer's specials sit at the top
+    if (options.tokenizer.empty() && !config_only) {  // the built-in tokenizer's specials
       config.bos_token_id = config.vocab_size - 2;
       config.eos_token_ids = {config.vocab_size - 1};
     }
@@ -222,11 +240,20 @@ int main(int argc, char** argv) {
     Fail(std::string(status.message()));
   }
   if (!quiet) {
-    std::fprintf(stderr, "kvc-make-model: wrote %s (%s, %s, %d layers)\n", flags["--out"].c_str(),
+    std::fprintf(stderr, "kvc-make-model: wrote %s (%s, %s, %d layers%s)\n", flags["--out"].c_str(),
                  kvc::model::ArchitectureName(config.architecture),
-                 kvc::model::DTypeName(config.dtype), config.num_layers);
+                 kvc::model::DTypeName(config.dtype), config.num_layers,
+                 config_only ? ", config only" : "");
   }
-  if (verify) {
+  if (verify && config_only) {
+    auto parsed = kvc::model::LoadModelConfig(flags["--out"]);
+    if (!parsed.ok()) Fail(absl::StrCat("verify: ", parsed.status().message()));
+    if (auto status = kvc::model::ValidateModelConfig(parsed->config); !status.ok()) {
+      Fail(absl::StrCat("verify: ", status.message()));
+    }
+    std::fprintf(stderr, "kvc-make-model: verify ok: config of %d layers, vocab %d parses back\n",
+                 parsed->config.num_layers, parsed->config.vocab_size);
+  } else if (verify) {
     kvc::model::LoadOptions load;
     load.prefault = true;
     if (!quiet) {

@@ -29,6 +29,9 @@ std::vector<Preset> MakePresets() {
        model::Llama32_1BShapeConfig(), ".cache/tokenizers/llama3/tokenizer.json"},
       {"qwen3-0.6b-shape", "Qwen3-0.6B dimensions, bf16, ~1.2 GB", model::Qwen3_06BShapeConfig(),
        ".cache/tokenizers/qwen3/tokenizer.json"},
+      {"llama-3.1-8b-shape",
+       "Llama-3.1-8B dimensions, bf16, ~16 GB; with --config-only the sim backend's model",
+       model::Llama31_8BShapeConfig(), ".cache/tokenizers/llama3/tokenizer.json"},
   };
 }
 
@@ -84,6 +87,52 @@ absl::Status RemoveOldWeights(const std::filesystem::path& dir) {
   }
   if (error) return absl::InternalError(absl::StrCat(dir.string(), ": ", error.message()));
   return absl::OkStatus();
+}
+
+absl::Status WriteConfigs(const std::filesystem::path& dir, const ModelConfig& config) {
+  if (auto status = WriteText(dir / "config.json", model::ModelConfigToJson(config));
+      !status.ok()) {
+    return status;
+  }
+  return WriteText(dir / "generation_config.json", model::GenerationConfigToJson(config));
+}
+
+absl::Status CopyTokenizer(const std::filesystem::path& tokenizer,
+                           const std::filesystem::path& dir) {
+  if (auto status = CopyFile(tokenizer, dir / "tokenizer.json"); !status.ok()) return status;
+  std::error_code error;
+  const std::filesystem::path tokenizer_config = tokenizer.parent_path() / "tokenizer_config.json";
+  if (std::filesystem::exists(tokenizer_config, error)) {
+    return CopyFile(tokenizer_config, dir / "tokenizer_config.json");
+  }
+  return absl::OkStatus();
+}
+
+// config.json and generation_config.json, plus the tokenizer only when one is given. Weights
+// and tokenizer files of an earlier run are removed: they would not match the new config.
+absl::Status WriteConfigOnly(const std::filesystem::path& dir, const MakeModelOptions& options) {
+  if (!options.tokenizer.empty()) {
+    auto max_id = MaxTokenId(options.tokenizer);
+    if (!max_id.ok()) return max_id.status();
+    if (*max_id >= options.config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(options.tokenizer.string(), " has token id ",
+                                                     *max_id, ", outside vocab_size ",
+                                                     options.config.vocab_size));
+    }
+  }
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) return absl::InternalError(absl::StrCat(dir.string(), ": ", error.message()));
+  if (auto status = RemoveOldWeights(dir); !status.ok()) return status;
+  if (options.tokenizer.empty()) {
+    for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+      std::filesystem::remove(dir / name, error);
+      if (error) return absl::InternalError(absl::StrCat((dir / name).string(), ": cannot remove"));
+    }
+  }
+  if (auto status = WriteConfigs(dir, options.config); !status.ok()) return status;
+  if (options.tokenizer.empty()) return absl::OkStatus();
+  return CopyTokenizer(options.tokenizer, dir);
 }
 
 }  // namespace
@@ -181,6 +230,7 @@ absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
 absl::Status WriteModel(const std::filesystem::path& dir, const MakeModelOptions& options) {
   const ModelConfig& config = options.config;
   if (auto status = model::ValidateModelConfig(config); !status.ok()) return status;
+  if (options.config_only) return WriteConfigOnly(dir, options);
   if (options.tokenizer.empty()) {
     if (config.vocab_size < kMinTinyVocab) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -250,15 +300,7 @@ absl::Status WriteModel(const std::filesystem::path& dir, const MakeModelOptions
       return status;
     }
   }
-  if (auto status = WriteText(dir / "config.json", model::ModelConfigToJson(config));
-      !status.ok()) {
-    return status;
-  }
-  if (auto status =
-          WriteText(dir / "generation_config.json", model::GenerationConfigToJson(config));
-      !status.ok()) {
-    return status;
-  }
+  if (auto status = WriteConfigs(dir, config); !status.ok()) return status;
   if (options.tokenizer.empty()) {
     if (auto status = WriteText(dir / "tokenizer.json", TinyTokenizerJson(config.vocab_size));
         !status.ok()) {
@@ -267,15 +309,7 @@ absl::Status WriteModel(const std::filesystem::path& dir, const MakeModelOptions
     return WriteText(dir / "tokenizer_config.json",
                      TinyTokenizerConfigJson(config.vocab_size, config.max_position_embeddings));
   }
-  if (auto status = CopyFile(options.tokenizer, dir / "tokenizer.json"); !status.ok()) {
-    return status;
-  }
-  const std::filesystem::path tokenizer_config =
-      options.tokenizer.parent_path() / "tokenizer_config.json";
-  if (std::filesystem::exists(tokenizer_config, error)) {
-    return CopyFile(tokenizer_config, dir / "tokenizer_config.json");
-  }
-  return absl::OkStatus();
+  return CopyTokenizer(options.tokenizer, dir);
 }
 
 }  // namespace kvc::make_model

@@ -27,7 +27,7 @@ struct Preset {
   std::string default_tokenizer;
 };
 
-// "tiny", "llama-3.2-1b-shape", "qwen3-0.6b-shape".
+// "tiny", "llama-3.2-1b-shape", "qwen3-0.6b-shape", "llama-3.1-8b-shape".
 const std::vector<Preset>& Presets();
 absl::StatusOr<Preset> FindPreset(const std::string& name);
 
@@ -38,8 +38,12 @@ struct MakeModelOptions {
   // gets a shard of its own.
   uint64_t shard_bytes = 0;
   // tokenizer.json to copy (with tokenizer_config.json beside it, if any); empty writes the
-  // built-in byte-level BPE tokenizer sized to config.vocab_size.
+  // built-in byte-level BPE tokenizer sized to config.vocab_size (none when config_only).
   std::filesystem::path tokenizer;
+  // Only config.json and generation_config.json (and the tokenizer when one is given): the
+  // sizes without the weights, all the sim backend reads. Removes weight and tokenizer files
+  // of an earlier run in the directory.
+  bool config_only = false;
   // (bytes of weights written, total bytes); called about every 4 MiB.
   std::function<void(uint64_t, uint64_t)> progress;
 };

@@ -345,6 +345,11 @@ TEST(MakeModelTest, PresetsHaveThePublishedShapes) {
   EXPECT_EQ(count(llama->config), 1235814400);  // Llama-3.2-1B
   EXPECT_TRUE(llama->config.rope_scaling.has_value());
   EXPECT_EQ(llama->config.rope_scaling->factor, 32.0);
+  auto llama8b = FindPreset("llama-3.1-8b-shape");
+  ASSERT_TRUE(llama8b.ok());
+  EXPECT_EQ(count(llama8b->config), 8030261248);  // Llama-3.1-8B
+  EXPECT_FALSE(llama8b->config.tie_word_embeddings);
+  EXPECT_EQ(llama8b->config.KvBytesPerToken(DType::kBF16), 131072u);
   auto qwen = FindPreset("qwen3-0.6b-shape");
   ASSERT_TRUE(qwen.ok());
   EXPECT_EQ(count(qwen->config), 596049920);  // Qwen3-0.6B
@@ -359,6 +364,35 @@ TEST(MakeModelTest, PresetsHaveThePublishedShapes) {
     EXPECT_EQ(parsed->config.head_dim, preset.config.head_dim);
     EXPECT_EQ(parsed->config.eos_token_ids, preset.config.eos_token_ids);
   }
+}
+
+TEST(MakeModelTest, ConfigOnlyWritesTheSizesWithoutWeights) {
+  TempDir dir;
+  // An earlier full model in the same directory: its weights and tokenizer must go.
+  ASSERT_TRUE(WriteModel(dir.path(), TinyOptions()).ok());
+  MakeModelOptions options;
+  options.config = FindPreset("llama-3.1-8b-shape")->config;
+  options.config_only = true;
+  ASSERT_TRUE(WriteModel(dir.path(), options).ok());
+  std::set<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    files.insert(entry.path().filename().string());
+  }
+  EXPECT_EQ(files, (std::set<std::string>{"config.json", "generation_config.json"}));
+  auto parsed = model::LoadModelConfig(dir.path());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->config.num_layers, 32);
+  EXPECT_EQ(parsed->config.intermediate_size, 14336);
+  EXPECT_EQ(parsed->config.KvBytesPerToken(DType::kBF16), 131072u);
+  EXPECT_EQ(parsed->config.eos_token_ids, options.config.eos_token_ids);
+  EXPECT_EQ(LoadModel(dir.path()).status().code(), absl::StatusCode::kNotFound);
+
+  // With a tokenizer, it is copied beside the config.
+  TempDir source;
+  WriteAll(source.path() / "tokenizer.json", TinyTokenizerJson(300));
+  options.tokenizer = source.path() / "tokenizer.json";
+  ASSERT_TRUE(WriteModel(dir.path(), options).ok());
+  EXPECT_EQ(ReadAll(dir.path() / "tokenizer.json"), TinyTokenizerJson(300));
 }
 
 TEST(MakeModelTest, ParsesByteSizes) {
