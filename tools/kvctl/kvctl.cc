@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -157,14 +158,11 @@ int Generate() {
   if (absl::GetFlag(FLAGS_json)) {
     std::string ids;
     for (uint32_t id : tokens) absl::StrAppend(&ids, ids.empty() ? "" : ", ", id);
-    std::printf("{\"text\": %s, \"token_ids\": [%s], \"result\": %s}\n",
-                ToJson([&] {
-                  pb::TokenChunk chunk;
-                  chunk.set_text(text);
-                  return chunk;
-                }())
-                    .substr(0, 0)
-                    .c_str(),
+    // A random or cut-off generation may end inside a UTF-8 sequence: such bytes become U+FFFD
+    // so that the output stays valid JSON; token_ids carry the exact output.
+    const std::string text_json =
+        nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::printf("{\"text\": %s, \"token_ids\": [%s], \"result\": %s}\n", text_json.c_str(),
                 ids.c_str(), ToJson(result).c_str());
     return 0;
   }
