@@ -1,6 +1,7 @@
 // kvc-router: routes generation requests to the worker most likely to hold their prompt's
 // KV blocks, kept exact by each worker's KV events; serves the Router gRPC service and, over
-// HTTP, Prometheus /metrics and /health.
+// HTTP, the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models),
+// Prometheus /metrics and /health.
 //
 //   kvc-router --model DIR --workers HOST:PORT,... [--listen 127.0.0.1:50050] ...
 //
@@ -9,7 +10,9 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -25,7 +28,8 @@
 #include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 #include "kvindex/prefix_index.h"
-#include "router/metrics.h"
+#include "router/http_server.h"
+#include "router/openai_chat.h"
 #include "router/router.h"
 #include "router/router_service.h"
 #include "router/worker_pool.h"
@@ -33,7 +37,28 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50050",
           "host:port of the gRPC server; port 0 picks a free port (printed at start).");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
-          "host:port of the HTTP server (/metrics, /health); empty disables it.");
+          "host:port of the HTTP server (OpenAI-compatible /v1/ API, /metrics, /health); empty "
+          "disables it.");
+ABSL_FLAG(std::string, http_max_body, "8MiB",
+          "Longest HTTP request body accepted (e.g. 8MiB); longer ones get 413.");
+ABSL_FLAG(int32_t, http_max_requests, 256,
+          "Generation requests served over HTTP at once (each holds a server thread); more get "
+          "429.");
+ABSL_FLAG(std::string, api_key, "",
+          "When set (or when the environment has KVC_API_KEY), /v1/ requests need "
+          "'Authorization: Bearer KEY'; /health and /metrics stay open.");
+ABSL_FLAG(std::string, cors_origins, "",
+          "Comma-separated origins allowed to call /v1/ from browsers ('*' for any); empty "
+          "leaves CORS off.");
+ABSL_FLAG(std::string, model_alias, "",
+          "Comma-separated names that /v1/ requests may give as 'model' besides the model "
+          "identity.");
+ABSL_FLAG(std::string, chat_template, "",
+          "Jinja chat template file for /v1/chat/completions (overrides the chat_template of "
+          "tokenizer_config.json).");
+ABSL_FLAG(std::string, tokenizer_config, "",
+          "tokenizer_config.json whose chat_template /v1/chat/completions applies. Default: the "
+          "one beside the tokenizer.");
 ABSL_FLAG(std::string, workers, "", "Comma-separated worker addresses (host:port).");
 ABSL_FLAG(std::string, workers_dns, "",
           "A DNS name:port whose addresses are the workers (a Kubernetes headless service); "
@@ -77,6 +102,8 @@ void Log(const std::string& message) { std::fprintf(stderr, "kvc-router: %s\n", 
 
 int Main(int argc, char** argv) {
   PrepareServerProcess();
+  // A write to an HTTP client that left fails with EPIPE instead of ending the process.
+  std::signal(SIGPIPE, SIG_IGN);
   NormalizeFlagNames(argc, argv);
   absl::SetProgramUsageMessage(
       "Routes requests to the worker that holds their prefix.\n"
@@ -136,6 +163,27 @@ int Main(int argc, char** argv) {
       Fail(std::string(status.message()));
     }
   }
+  // The chat template: --chat-template, else tokenizer_config.json's (beside the tokenizer).
+  std::unique_ptr<router::openai::ChatPrompter> chat;
+  std::string tokenizer_config = absl::GetFlag(FLAGS_tokenizer_config);
+  if (tokenizer_config.empty() && !tokenizer_path.empty()) {
+    tokenizer_config =
+        (std::filesystem::path(tokenizer_path).parent_path() / "tokenizer_config.json").string();
+  }
+  if (!absl::GetFlag(FLAGS_chat_template).empty() || !tokenizer_config.empty()) {
+    auto loaded = router::openai::ChatPrompter::Load(absl::GetFlag(FLAGS_chat_template),
+                                                     tokenizer_config, tokenizer.get());
+    if (loaded.ok()) {
+      chat = std::move(*loaded);
+    } else if (loaded.status().code() == absl::StatusCode::kNotFound &&
+               absl::GetFlag(FLAGS_chat_template).empty() &&
+               absl::GetFlag(FLAGS_tokenizer_config).empty()) {
+      Log("no chat template: /v1/chat/completions answers 400 (--chat-template FILE sets one)");
+    } else {
+      Fail(absl::StrCat("cannot load the chat template: ", loaded.status().ToString()));
+    }
+  }
+
   router::Router router(config, index.get(), &pool, tokenizer.get());
   router::RouterService service(&router);
 
@@ -150,7 +198,26 @@ int Main(int argc, char** argv) {
 
   std::unique_ptr<router::HttpServer> http;
   if (!absl::GetFlag(FLAGS_http_listen).empty()) {
-    auto started = router::HttpServer::Start(absl::GetFlag(FLAGS_http_listen), &router);
+    router::HttpServerOptions http_options;
+    http_options.listen = absl::GetFlag(FLAGS_http_listen);
+    auto max_body = ParseByteSize(absl::GetFlag(FLAGS_http_max_body));
+    if (!max_body.ok()) Fail(absl::StrCat("--http-max-body: ", max_body.status().message()));
+    http_options.max_body_bytes = static_cast<int64_t>(*max_body);
+    http_options.api.max_requests = absl::GetFlag(FLAGS_http_max_requests);
+    http_options.api.api_key = absl::GetFlag(FLAGS_api_key);
+    if (const char* env = std::getenv("KVC_API_KEY");
+        http_options.api.api_key.empty() && env != nullptr) {
+      http_options.api.api_key = env;
+    }
+    for (absl::string_view origin :
+         absl::StrSplit(absl::GetFlag(FLAGS_cors_origins), ',', absl::SkipWhitespace())) {
+      http_options.api.cors_origins.emplace_back(origin);
+    }
+    for (absl::string_view alias :
+         absl::StrSplit(absl::GetFlag(FLAGS_model_alias), ',', absl::SkipWhitespace())) {
+      http_options.api.model_aliases.emplace_back(alias);
+    }
+    auto started = router::HttpServer::Start(http_options, &router, tokenizer.get(), chat.get());
     if (!started.ok()) Fail(std::string(started.status().message()));
     http = std::move(*started);
     if (!absl::GetFlag(FLAGS_http_port_file).empty()) {

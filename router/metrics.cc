@@ -1,10 +1,6 @@
 #include "router/metrics.h"
 
-#include <httplib.h>
-
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "router/router_service.h"
 
 namespace kvc::router {
 
@@ -94,54 +90,6 @@ std::string PrometheusText(const pb::StatsResponse& stats, const pb::ListWorkers
                   "# TYPE kvc_router_index_blocks gauge\nkvc_router_index_blocks ",
                   stats.index().blocks(), "\n");
   return out;
-}
-
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host_port,
-                                                              const Router* router) {
-  const size_t colon = host_port.rfind(':');
-  int port = -1;
-  if (colon == std::string::npos || colon == 0 ||
-      !absl::SimpleAtoi(host_port.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("HTTP address '", host_port, "' is not host:port (port 0 picks one)"));
-  }
-  std::string host = host_port.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  std::unique_ptr<HttpServer> server(new HttpServer());
-  server->server_ = std::make_unique<httplib::Server>();
-  server->server_->Get("/metrics", [router](const httplib::Request&, httplib::Response& res) {
-    pb::ListWorkersResponse workers;
-    for (const auto& link : router->pool()->All()) *workers.add_workers() = link->Status();
-    res.set_content(PrometheusText(CollectStats(*router), workers),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  });
-  server->server_->Get("/health", [router](const httplib::Request&, httplib::Response& res) {
-    const size_t ready = router->pool()->Ready().size();
-    res.status = ready > 0 ? 200 : 503;
-    res.set_content(absl::StrCat("{\"status\":\"", ready > 0 ? "ok" : "no ready worker",
-                                 "\",\"ready_workers\":", ready, "}\n"),
-                    "application/json");
-  });
-  if (port == 0) {
-    server->port_ = server->server_->bind_to_any_port(host);
-  } else {
-    server->port_ = server->server_->bind_to_port(host, port) ? port : -1;
-  }
-  if (server->port_ <= 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for HTTP on ", host_port));
-  }
-  httplib::Server* raw = server->server_.get();
-  server->thread_ = std::thread([raw] { raw->listen_after_bind(); });
-  return server;
-}
-
-HttpServer::~HttpServer() { Stop(); }
-
-void HttpServer::Stop() {
-  if (server_ != nullptr) server_->stop();
-  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace kvc::router

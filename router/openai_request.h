@@ -1,0 +1,92 @@
+// The OpenAI-compatible API's requests: parsing and validating the JSON bodies of
+// /v1/completions and /v1/chat/completions, and the error shape every endpoint answers with.
+// Pure functions with no server, no router and no I/O, so that every field's rules are tested
+// on their own.
+//
+// Thread-safety: stateless; every function may be called from any thread.
+#ifndef KVCLUSTER_ROUTER_OPENAI_REQUEST_H_
+#define KVCLUSTER_ROUTER_OPENAI_REQUEST_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "kvcluster/v1/kvcluster.pb.h"
+
+namespace kvc::router::openai {
+
+// An error as OpenAI's API answers it: HTTP status plus {"error": {message, type, param,
+// code}}. Empty param / code are written as null.
+struct ApiError {
+  int http_status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;
+  std::string code;
+};
+
+// The JSON body of an error: {"error": {"message", "type", "param", "code"}}.
+std::string ErrorBody(const ApiError& error);
+
+// Maps a status from routing or from a worker onto the API's error: INVALID_ARGUMENT,
+// OUT_OF_RANGE and FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 413 (a prompt or request over
+// a limit), NOT_FOUND 404, UNAVAILABLE and CANCELLED 503 (no worker could serve it), anything
+// else 500 (a failure of the router or a worker itself, never of the input).
+ApiError ErrorFromStatus(const absl::Status& status);
+
+enum class Endpoint { kCompletions, kChatCompletions };
+
+// One chat message, as the chat template takes it (system, user or assistant; "developer"
+// is read as system).
+struct Message {
+  std::string role;
+  std::string content;
+};
+
+struct Request {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;
+  // Completions: the prompt as text, or as token ids when the client sent ids.
+  std::optional<std::string> prompt_text;
+  std::vector<uint32_t> prompt_ids;
+  // Chat completions.
+  std::vector<Message> messages;
+
+  // Absent: completions default to 16 tokens (as OpenAI does), chat to the rest of the
+  // context.
+  std::optional<int32_t> max_tokens;
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;  // 0: off
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  // Log-probabilities of the chosen tokens (completions: logprobs=0; chat: logprobs=true).
+  bool logprobs = false;
+  bool ignore_eos = false;  // extension: generate max_tokens tokens whatever the model says
+  std::string cache_salt;   // extension: requests with different salts never share KV blocks
+  std::string user;
+};
+
+// Parses and checks a request body for `endpoint`. On failure returns false with *error set
+// (400 for malformed JSON, unknown fields, wrong types and values out of range or not
+// supported, naming the field in param).
+bool ParseRequest(std::string_view body, Endpoint endpoint, Request* request, ApiError* error);
+
+// The Generate request for a parsed request whose prompt is `prompt_text` (chat: the
+// template's output; completions: the client's text) or, when prompt_text is null, the
+// client's token ids. `max_tokens` is the final budget.
+kvcluster::v1::GenerateRequest ToGenerateRequest(const Request& request,
+                                                 const std::string* prompt_text,
+                                                 bool add_special_tokens, int32_t max_tokens);
+
+// Completions' max_tokens when the request has none.
+inline constexpr int32_t kDefaultCompletionMaxTokens = 16;
+
+}  // namespace kvc::router::openai
+
+#endif  // KVCLUSTER_ROUTER_OPENAI_REQUEST_H_
