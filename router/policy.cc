@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
@@ -48,25 +49,38 @@ Decision Policy::Choose(std::span<const Candidate> candidates, uint32_t prompt_b
     s.cost = options_.overlap_weight * s.prefill_blocks + s.decode_load_blocks;
     decision.ranked.push_back(s);
   }
-  // Position in a rotation that starts at a different worker every call: the last tie-break,
-  // so that equal workers take turns.
-  auto rotated = [&](size_t i) { return (i + n - turn % n) % n; };
+  // Sort keys are computed once per candidate (the rotation takes a division) and compared as
+  // tuples. The rotation position, a different starting worker every call, is the last
+  // tie-break, so that equal workers take turns.
+  struct Key {
+    double cost;
+    int64_t load_1;
+    uint64_t load_2;
+    size_t rotated;
+    size_t index;
+    bool operator<(const Key& o) const {
+      return std::tie(cost, load_1, load_2, rotated) <
+             std::tie(o.cost, o.load_1, o.load_2, o.rotated);
+    }
+  };
+  std::vector<Key> keys(n);
+  const size_t start = turn % n;
+  for (size_t i = 0; i < n; ++i) {
+    keys[i] = {0, 0, 0, i >= start ? i - start : i + n - start, i};
+  }
   std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
+  auto sort_by_keys = [&] {
+    std::sort(keys.begin(), keys.end());
+    for (size_t i = 0; i < n; ++i) order[i] = keys[i].index;
+  };
   switch (options_.kind) {
     case PolicyKind::kKv:
-      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        const Scored& x = decision.ranked[a];
-        const Scored& y = decision.ranked[b];
-        if (x.cost != y.cost) return x.cost < y.cost;
-        if (candidates[a].active_requests != candidates[b].active_requests) {
-          return candidates[a].active_requests < candidates[b].active_requests;
-        }
-        if (candidates[a].cached_blocks != candidates[b].cached_blocks) {
-          return candidates[a].cached_blocks < candidates[b].cached_blocks;
-        }
-        return rotated(a) < rotated(b);
-      });
+      for (Key& k : keys) {
+        k.cost = decision.ranked[k.index].cost;
+        k.load_1 = candidates[k.index].active_requests;
+        k.load_2 = candidates[k.index].cached_blocks;
+      }
+      sort_by_keys();
       if (options_.temperature > 0 && n > 1) {
         // Softmax over -cost, scaled by the mean cost so the temperature is unit-free.
         double mean = 0;
@@ -92,24 +106,20 @@ Decision Policy::Choose(std::span<const Candidate> candidates, uint32_t prompt_b
       }
       break;
     case PolicyKind::kRoundRobin:
-      std::sort(order.begin(), order.end(),
-                [&](size_t a, size_t b) { return rotated(a) < rotated(b); });
+      for (size_t i = 0; i < n; ++i) order[i] = (start + i) % n;
       break;
     case PolicyKind::kRandom: {
+      std::iota(order.begin(), order.end(), 0);
       const size_t chosen = std::min(n - 1, static_cast<size_t>(random * n));
       std::rotate(order.begin(), order.begin() + chosen, order.end());
       break;
     }
     case PolicyKind::kLeastLoaded:
-      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        if (candidates[a].active_requests != candidates[b].active_requests) {
-          return candidates[a].active_requests < candidates[b].active_requests;
-        }
-        if (candidates[a].active_tokens != candidates[b].active_tokens) {
-          return candidates[a].active_tokens < candidates[b].active_tokens;
-        }
-        return rotated(a) < rotated(b);
-      });
+      for (Key& k : keys) {
+        k.load_1 = candidates[k.index].active_requests;
+        k.load_2 = static_cast<uint64_t>(std::max<int64_t>(0, candidates[k.index].active_tokens));
+      }
+      sort_by_keys();
       break;
   }
   std::vector<Scored> ranked;

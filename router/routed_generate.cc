@@ -82,7 +82,8 @@ void RoutedGenerate::LockedStartAttempt() {
   tracked_tokens_ = decision_.prompt_tokens;
   attempt_released_ = false;
   counters.active_tokens.fetch_add(tracked_tokens_, std::memory_order_relaxed);
-  stream_ = new WorkerStream(this, candidate.worker);
+  stream_ =
+      new WorkerStream(this, std::shared_ptr<WorkerLink>(decision_.workers, candidate.worker));
   ++refs_;
   stream_->Start(decision_.rewritten ? *decision_.rewritten : *request_);
 }

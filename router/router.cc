@@ -62,7 +62,12 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
   AppendSeqHashes(tokens, salt, config_.hash, &hashes);
   decision.prompt_blocks = hashes.size();
 
-  const std::vector<std::shared_ptr<WorkerLink>> ready = pool_->Ready();
+  decision.workers = pool_->Snapshot();
+  std::vector<WorkerLink*> ready;
+  ready.reserve(decision.workers->size());
+  for (const std::shared_ptr<WorkerLink>& link : *decision.workers) {
+    if (link->ready()) ready.push_back(link.get());
+  }
   if (ready.empty()) return absl::UnavailableError("no worker is ready to serve");
   std::vector<kvindex::WorkerMatch> matches;
   index_->FindMatches(hashes, &matches);
@@ -77,8 +82,8 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
     if (match != matches.end() && match->worker == ready[i]->index_id()) {
       c.matched_blocks = match->matched_blocks;
     }
-    c.cached_blocks = index_->GetWorkerSummary(ready[i]->index_id()).blocks.num_blocks;
     const WorkerCounters& counters = ready[i]->counters();
+    c.cached_blocks = counters.indexed_blocks.load(std::memory_order_relaxed);
     c.active_requests = counters.active_requests.load(std::memory_order_relaxed);
     // What this router has in flight there, plus what others do (from GetLoad).
     c.active_tokens = counters.active_tokens.load(std::memory_order_relaxed) +
@@ -89,6 +94,7 @@ absl::StatusOr<RouteDecision> Router::Decide(const pb::GenerateRequest& request)
   const double random = std::uniform_real_distribution<double>(0, 1)(rng);
   const Decision chosen =
       policy_.Choose(candidates, decision.prompt_blocks, config_.hash.block_size, random);
+  decision.candidates.reserve(chosen.ranked.size());
   for (const Scored& s : chosen.ranked) decision.candidates.push_back({ready[s.worker], s});
   return decision;
 }

@@ -23,11 +23,13 @@
 namespace kvc::router {
 
 struct RoutedCandidate {
-  std::shared_ptr<WorkerLink> worker;
+  WorkerLink* worker;  // kept alive by RouteDecision::workers
   Scored score;
 };
 
 struct RouteDecision {
+  // The pool's worker list at decision time; it owns every candidate's link.
+  std::shared_ptr<const WorkerList> workers;
   // Preference order; empty never (Decide fails with UNAVAILABLE instead).
   std::vector<RoutedCandidate> candidates;
   // The request to send to workers when it differs from the client's (a text prompt

@@ -95,7 +95,12 @@ void WorkerLink::Stop() {
   }
   if (thread_.joinable()) thread_.join();
   ready_ = false;
+  RemoveFromIndex();
+}
+
+void WorkerLink::RemoveFromIndex() {
   index_->RemoveWorker(index_id_).IgnoreError();
+  counters_.indexed_blocks.store(0, std::memory_order_relaxed);
 }
 
 pb::WorkerStatus WorkerLink::Status() const {
@@ -137,7 +142,7 @@ bool WorkerLink::SleepOrStop(absl::Duration duration) {
 void WorkerLink::DropBlocksIfDeadTooLong() {
   if (blocks_dropped_ || down_since_ == absl::InfinitePast()) return;
   if (absl::Now() - down_since_ < config_->dead_after) return;
-  index_->RemoveWorker(index_id_).IgnoreError();
+  RemoveFromIndex();
   blocks_dropped_ = true;
   epoch_ = 0;  // its events were lost with it: start over from a snapshot
   Log(absl::StrCat("worker ", address_, ": unreachable for ",
@@ -193,7 +198,7 @@ bool WorkerLink::Verify() {
   if (!mismatch.empty()) {
     // Never serve a worker whose blocks can't match the index: every lookup would miss.
     SetState(pb::WORKER_STATE_REFUSED, "refused: " + mismatch);
-    index_->RemoveWorker(index_id_).IgnoreError();
+    RemoveFromIndex();
     epoch_ = 0;
     SleepOrStop(config_->refused_retry);
     return false;
@@ -225,7 +230,10 @@ void WorkerLink::Stream() {
       absl::MutexLock lock(&mutex_);
       last_message_ = absl::Now();
     }
-    if (!Handle(message)) {
+    const bool handled = Handle(message);
+    counters_.indexed_blocks.store(index_->GetWorkerSummary(index_id_).blocks.num_blocks,
+                                   std::memory_order_relaxed);
+    if (!handled) {
       resync = true;
       counters_.resyncs.fetch_add(1);
       epoch_ = 0;
@@ -413,10 +421,12 @@ absl::StatusOr<std::shared_ptr<WorkerLink>> WorkerPool::Add(const std::string& a
     }
     link = std::make_shared<WorkerLink>(address, source, id, &config_, index_);
     workers_[address] = link;
-    ordered_.insert(
-        std::lower_bound(ordered_.begin(), ordered_.end(), address,
+    auto ordered = std::make_shared<WorkerList>(*ordered_);
+    ordered->insert(
+        std::lower_bound(ordered->begin(), ordered->end(), address,
                          [](const auto& w, const std::string& a) { return w->address() < a; }),
         link);
+    ordered_ = std::move(ordered);
   }
   Log(absl::StrCat("worker ", address, " added (", pb::WorkerSource_Name(source), ")"));
   link->Start();
@@ -433,7 +443,9 @@ absl::Status WorkerPool::Remove(const std::string& address) {
     }
     link = it->second;
     workers_.erase(it);
-    ordered_.erase(std::find(ordered_.begin(), ordered_.end(), link));
+    auto ordered = std::make_shared<WorkerList>(*ordered_);
+    ordered->erase(std::find(ordered->begin(), ordered->end(), link));
+    ordered_ = std::move(ordered);
   }
   link->Stop();  // joins its thread and drops its blocks before the id is reused
   absl::MutexLock lock(&mutex_);
@@ -442,20 +454,22 @@ absl::Status WorkerPool::Remove(const std::string& address) {
   return absl::OkStatus();
 }
 
-std::vector<std::shared_ptr<WorkerLink>> WorkerPool::Ready() const {
+std::shared_ptr<const WorkerList> WorkerPool::Snapshot() const {
   absl::MutexLock lock(&mutex_);
-  std::vector<std::shared_ptr<WorkerLink>> out;
-  out.reserve(ordered_.size());
-  for (const auto& link : ordered_) {
+  return ordered_;
+}
+
+WorkerList WorkerPool::Ready() const {
+  const std::shared_ptr<const WorkerList> all = Snapshot();
+  WorkerList out;
+  out.reserve(all->size());
+  for (const auto& link : *all) {
     if (link->ready()) out.push_back(link);
   }
   return out;
 }
 
-std::vector<std::shared_ptr<WorkerLink>> WorkerPool::All() const {
-  absl::MutexLock lock(&mutex_);
-  return ordered_;
-}
+WorkerList WorkerPool::All() const { return *Snapshot(); }
 
 std::shared_ptr<WorkerLink> WorkerPool::Find(const std::string& address) const {
   absl::MutexLock lock(&mutex_);

@@ -54,6 +54,9 @@ struct WorkerCounters {
   // Tokens in flight on the worker that this router did not send (other routers, direct
   // clients): the worker's GetLoad count minus this router's own at the time of the poll.
   std::atomic<int64_t> external_tokens_in_flight{0};
+  // Blocks the index holds for the worker, refreshed by the link thread after every change it
+  // applies, so that routing reads one atomic rather than taking the index's lock per worker.
+  std::atomic<uint64_t> indexed_blocks{0};
 };
 
 class WorkerLink {
@@ -94,6 +97,8 @@ class WorkerLink {
   // Sleeps up to `duration`, returning early (true) when stopping.
   bool SleepOrStop(absl::Duration duration);
   void DropBlocksIfDeadTooLong();
+  // Drops the worker's blocks from the index (and the indexed_blocks counter).
+  void RemoveFromIndex();
 
   const std::string address_;
   const kvcluster::v1::WorkerSource source_;
@@ -125,6 +130,9 @@ class WorkerLink {
   absl::Time last_message_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
 };
 
+// Registered workers sorted by address.
+using WorkerList = std::vector<std::shared_ptr<WorkerLink>>;
+
 class WorkerPool {
  public:
   WorkerPool(const RouterConfig& config, kvindex::PrefixIndex* index);
@@ -141,8 +149,12 @@ class WorkerPool {
   // Follows `name:port`, adding and removing workers as the name's addresses change.
   absl::Status FollowDns(const std::string& name_and_port);
 
-  std::vector<std::shared_ptr<WorkerLink>> Ready() const;
-  std::vector<std::shared_ptr<WorkerLink>> All() const;
+  // Every registered worker, ready or not, as an immutable list that Add and Remove replace:
+  // the routing path takes the whole list with one reference count rather than one per worker,
+  // and the list keeps its links alive for as long as a decision refers to them.
+  std::shared_ptr<const WorkerList> Snapshot() const;
+  WorkerList Ready() const;
+  WorkerList All() const;
   std::shared_ptr<WorkerLink> Find(const std::string& address) const;
 
  private:
@@ -158,7 +170,8 @@ class WorkerPool {
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<std::string, std::shared_ptr<WorkerLink>> workers_ ABSL_GUARDED_BY(mutex_);
   // The same workers sorted by address, so that snapshots need no sorting.
-  std::vector<std::shared_ptr<WorkerLink>> ordered_ ABSL_GUARDED_BY(mutex_);
+  std::shared_ptr<const WorkerList> ordered_ ABSL_GUARDED_BY(mutex_) =
+      std::make_shared<const WorkerList>();
   std::vector<kvindex::WorkerId> free_ids_ ABSL_GUARDED_BY(mutex_);
   kvindex::WorkerId next_id_ ABSL_GUARDED_BY(mutex_) = 0;
 };

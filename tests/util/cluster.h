@@ -26,6 +26,7 @@ class Cluster {
   const std::string& worker_address(int i) const { return worker_addresses_[i]; }
   const std::string& model_dir() const { return model_dir_; }
   Process& worker(int i) { return workers_[i]; }
+  Process& router() { return router_; }
 
   // Starts worker i again on the same port (after it was killed).
   absl::Status RestartWorker(int i);
