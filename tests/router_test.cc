@@ -1,5 +1,6 @@
 // The router with real workers on loopback: prefix-aware routing with exact predictions, an
-// index equal to the workers' caches, worker and router failures, refusals and bad input.
+// index equal to the workers' caches (on cpu and on sim workers), worker and router failures,
+// refusals and bad input.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -135,8 +136,30 @@ class RouterTest : public ::testing::Test {
   std::unique_ptr<pb::Router::Stub> stub_;
 };
 
-TEST_F(RouterTest, SharedPrefixGoesToItsWorkerAndPredictionsAreExact) {
-  StartCluster();
+// The routing cases that do not depend on what the model computes run on cpu workers and on
+// sim workers (the engine's cache and events with a timing model; synthetic tokens).
+class RouterBackendTest : public RouterTest, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void StartClusterOnBackend() {
+    testing::ClusterOptions options;
+    options.worker_flags = {"--backend", GetParam(), "--sim-speedup", "100"};
+    StartCluster(options);
+    auto worker = pb::Worker::NewStub(
+        grpc::CreateChannel(cluster_.worker_address(0), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    pb::WorkerInfo info;
+    ASSERT_TRUE(worker->GetInfo(&context, pb::GetInfoRequest(), &info).ok());
+    ASSERT_EQ(info.backend(), GetParam());
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, RouterBackendTest, ::testing::Values("cpu", "sim"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+TEST_P(RouterBackendTest, SharedPrefixGoesToItsWorkerAndPredictionsAreExact) {
+  StartClusterOnBackend();
   const std::vector<uint32_t> system_prompt = Prompt(1, 160);
   const Outcome first = Generate(Request(Concat(system_prompt, Prompt(2, 20)), 4));
   ASSERT_TRUE(first.status.ok()) << first.status.error_message();
@@ -160,8 +183,8 @@ TEST_F(RouterTest, SharedPrefixGoesToItsWorkerAndPredictionsAreExact) {
   EXPECT_GT(stats.total().hit_rate(), 0.7);
 }
 
-TEST_F(RouterTest, IndexEqualsTheWorkersCaches) {
-  StartCluster();
+TEST_P(RouterBackendTest, IndexEqualsTheWorkersCaches) {
+  StartClusterOnBackend();
   // Groups sharing prefixes, enough traffic that the 1 MiB pools evict.
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};

@@ -1,9 +1,14 @@
 // kvc-worker for real: the program runs on a generated tiny model on loopback, and the tests
-// talk to it over gRPC as the router and clients would.
+// talk to it over gRPC as the router and clients would. Every WorkerServerTest case runs
+// against the cpu backend and against the sim backend (same engine, cache, events and
+// streams; synthetic tokens); SimWorkerTest covers what only the sim has.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cmath>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -12,6 +17,8 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "tests/util/process.h"
+#include "worker/backend/sim/cost_model.h"
+#include "worker/model/presets.h"
 
 namespace kvc {
 namespace {
@@ -115,34 +122,48 @@ struct EventMirror {
   bool snapshot_open_ = false;
 };
 
-class WorkerServerTest : public ::testing::Test {
+// The worker each backend's cases share, started by the first of them.
+struct SharedWorker {
+  testing::Process process;
+  std::string address;
+};
+
+// Parameter: the backend, "cpu" or "sim".
+class WorkerServerTest : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() {
     dir_ = new testing::TempDir();
+    workers_ = new std::map<std::string, SharedWorker>();
     const std::string model = dir_->path() + "/tiny";
     auto made = testing::Run({BinDir() + "/kvc-make-model", "--out", model, "--preset", "tiny"},
                              dir_->path() + "/make-model.log");
     ASSERT_TRUE(made.ok() && *made == 0) << testing::ReadFile(dir_->path() + "/make-model.log");
-    worker_ = new testing::Process();
-    *worker_ = *testing::Process::Start(
-        {BinDir() + "/kvc-worker", "--model", model, "--listen", "127.0.0.1:0", "--port-file",
-         dir_->path() + "/port", "--kv-cache-memory", "256KiB", "--heartbeat-interval", "50ms",
-         "--max-context", "1024", "--threads", "1"},
-        dir_->path() + "/worker.log");
-    auto port = testing::WaitForPortFile(dir_->path() + "/port", worker_);
-    ASSERT_TRUE(port.ok()) << port.status() << testing::ReadFile(dir_->path() + "/worker.log");
-    address_ = new std::string(absl::StrCat("127.0.0.1:", *port));
   }
 
   static void TearDownTestSuite() {
-    delete worker_;
-    delete address_;
+    delete workers_;
     delete dir_;
   }
 
   void SetUp() override {
-    ASSERT_NE(address_, nullptr);
-    channel_ = grpc::CreateChannel(*address_, grpc::InsecureChannelCredentials());
+    ASSERT_NE(workers_, nullptr);
+    const std::string backend = GetParam();
+    if (!workers_->contains(backend)) {
+      const std::string port_file = dir_->path() + "/port-" + backend;
+      const std::string log = dir_->path() + "/worker-" + backend + ".log";
+      auto process = testing::Process::Start(
+          {BinDir() + "/kvc-worker", "--backend", backend, "--model", dir_->path() + "/tiny",
+           "--listen", "127.0.0.1:0", "--port-file", port_file, "--kv-cache-memory", "256KiB",
+           "--heartbeat-interval", "50ms", "--max-context", "1024", "--threads", "1",
+           "--sim-speedup", "20"},
+          log);
+      ASSERT_TRUE(process.ok()) << process.status();
+      auto port = testing::WaitForPortFile(port_file, &*process);
+      ASSERT_TRUE(port.ok()) << port.status() << testing::ReadFile(log);
+      (*workers_)[backend] = SharedWorker{std::move(*process), absl::StrCat("127.0.0.1:", *port)};
+    }
+    channel_ =
+        grpc::CreateChannel(workers_->at(backend).address, grpc::InsecureChannelCredentials());
     stub_ = pb::Worker::NewStub(channel_);
   }
 
@@ -166,17 +187,15 @@ class WorkerServerTest : public ::testing::Test {
   }
 
   static testing::TempDir* dir_;
-  static testing::Process* worker_;
-  static std::string* address_;
+  static std::map<std::string, SharedWorker>* workers_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Worker::Stub> stub_;
 };
 
 testing::TempDir* WorkerServerTest::dir_ = nullptr;
-testing::Process* WorkerServerTest::worker_ = nullptr;
-std::string* WorkerServerTest::address_ = nullptr;
+std::map<std::string, SharedWorker>* WorkerServerTest::workers_ = nullptr;
 
-TEST_F(WorkerServerTest, StreamsTokensThenUsage) {
+TEST_P(WorkerServerTest, StreamsTokensThenUsage) {
   const Generation g = Generate(TokenRequest(Prompt(1, 20), 8));
   ASSERT_TRUE(g.status.ok()) << g.status.error_message();
   EXPECT_EQ(g.tokens.size(), 8u);
@@ -188,7 +207,7 @@ TEST_F(WorkerServerTest, StreamsTokensThenUsage) {
   EXPECT_GT(g.result.timings().time_to_first_token_ms(), 0);
 }
 
-TEST_F(WorkerServerTest, LogprobsComeWithEveryTokenWhenAsked) {
+TEST_P(WorkerServerTest, LogprobsComeWithEveryTokenWhenAsked) {
   pb::GenerateRequest request = TokenRequest(Prompt(5, 20), 6);
   request.mutable_sampling()->set_logprobs(true);
   grpc::ClientContext context;
@@ -208,13 +227,17 @@ TEST_F(WorkerServerTest, LogprobsComeWithEveryTokenWhenAsked) {
   for (float lp : logprobs) {
     EXPECT_LE(lp, 0.0f);
     EXPECT_GT(lp, -100.0f);
+    // The sim's tokens are uniform over the 511 non-EOS ids of the tiny vocabulary.
+    if (GetParam() == "sim") {
+      EXPECT_FLOAT_EQ(lp, -std::log(511.0f));
+    }
   }
   // Without the flag, none.
   const Generation plain = Generate(TokenRequest(Prompt(5, 20), 6));
   EXPECT_TRUE(plain.status.ok());
 }
 
-TEST_F(WorkerServerTest, TextPromptsAreTokenizedAndTextIsStreamed) {
+TEST_P(WorkerServerTest, TextPromptsAreTokenizedAndTextIsStreamed) {
   pb::GenerateRequest request;
   request.set_text("The quick brown fox jumps over the lazy dog.");
   request.mutable_sampling()->set_max_tokens(12);
@@ -225,7 +248,7 @@ TEST_F(WorkerServerTest, TextPromptsAreTokenizedAndTextIsStreamed) {
   EXPECT_EQ(g.tokens.size(), 12u);
 }
 
-TEST_F(WorkerServerTest, StopTokenEndsGenerationWithStop) {
+TEST_P(WorkerServerTest, StopTokenEndsGenerationWithStop) {
   const Generation free_run = Generate(TokenRequest(Prompt(3, 24), 10));
   ASSERT_TRUE(free_run.status.ok());
   const uint32_t stop = free_run.tokens[4];
@@ -240,7 +263,7 @@ TEST_F(WorkerServerTest, StopTokenEndsGenerationWithStop) {
             std::vector<uint32_t>(free_run.tokens.begin(), free_run.tokens.begin() + first + 1));
 }
 
-TEST_F(WorkerServerTest, StopStringCutsTheTextAndEndsWithStop) {
+TEST_P(WorkerServerTest, StopStringCutsTheTextAndEndsWithStop) {
   pb::GenerateRequest request = TokenRequest(Prompt(9, 30), 40);
   const Generation free_run = Generate(request);
   ASSERT_TRUE(free_run.status.ok());
@@ -265,7 +288,7 @@ TEST_F(WorkerServerTest, StopStringCutsTheTextAndEndsWithStop) {
   EXPECT_LT(stopped.tokens.size(), free_run.tokens.size());
 }
 
-TEST_F(WorkerServerTest, RepeatedPromptHitsThePrefixCacheWithSameOutput) {
+TEST_P(WorkerServerTest, RepeatedPromptHitsThePrefixCacheWithSameOutput) {
   const std::vector<uint32_t> prompt = Prompt(11, 64);  // exactly 4 blocks
   const Generation cold = Generate(TokenRequest(prompt, 16));
   const Generation warm = Generate(TokenRequest(prompt, 16));
@@ -276,7 +299,7 @@ TEST_F(WorkerServerTest, RepeatedPromptHitsThePrefixCacheWithSameOutput) {
   EXPECT_EQ(warm.tokens, cold.tokens);
 }
 
-TEST_F(WorkerServerTest, ConcurrentRequestsGiveTheSameTokensAsAlone) {
+TEST_P(WorkerServerTest, ConcurrentRequestsGiveTheSameTokensAsAlone) {
   std::vector<std::vector<uint32_t>> alone;
   for (int i = 0; i < 6; ++i) {
     const Generation g = Generate(TokenRequest(Prompt(100 + i, 10 + 13 * i), 12));
@@ -296,7 +319,7 @@ TEST_F(WorkerServerTest, ConcurrentRequestsGiveTheSameTokensAsAlone) {
   }
 }
 
-TEST_F(WorkerServerTest, BadInputsGetPreciseCodesAndTheWorkerKeepsServing) {
+TEST_P(WorkerServerTest, BadInputsGetPreciseCodesAndTheWorkerKeepsServing) {
   struct Case {
     const char* name;
     pb::GenerateRequest request;
@@ -333,7 +356,7 @@ TEST_F(WorkerServerTest, BadInputsGetPreciseCodesAndTheWorkerKeepsServing) {
   EXPECT_TRUE(Generate(TokenRequest({1, 2, 3}, 2)).status.ok());
 }
 
-TEST_F(WorkerServerTest, CancelledClientFreesItsRequest) {
+TEST_P(WorkerServerTest, CancelledClientFreesItsRequest) {
   grpc::ClientContext context;
   auto reader = stub_->Generate(&context, TokenRequest(Prompt(7, 30), 900));
   pb::GenerateResponse response;
@@ -351,7 +374,7 @@ TEST_F(WorkerServerTest, CancelledClientFreesItsRequest) {
   EXPECT_EQ(load.running_requests() + load.waiting_requests(), 0u);
 }
 
-TEST_F(WorkerServerTest, InfoLoadAndHealth) {
+TEST_P(WorkerServerTest, InfoLoadAndHealth) {
   grpc::ClientContext context;
   pb::WorkerInfo info;
   ASSERT_TRUE(stub_->GetInfo(&context, pb::GetInfoRequest(), &info).ok());
@@ -361,6 +384,7 @@ TEST_F(WorkerServerTest, InfoLoadAndHealth) {
   EXPECT_EQ(info.vocab_size(), 512u);
   EXPECT_EQ(info.max_context_tokens(), 1024u);
   EXPECT_EQ(info.capacity_blocks(), 64u);  // 256 KiB / (16 tokens x 256 B)
+  EXPECT_EQ(info.backend(), GetParam());
   EXPECT_NE(info.epoch(), 0u);
   auto health = grpc::health::v1::Health::NewStub(channel_);
   grpc::ClientContext health_context;
@@ -422,7 +446,7 @@ class Subscriber {
 
 uint64_t CurrentSeq(Subscriber* subscriber) { return subscriber->mirror().next_seq - 1; }
 
-TEST_F(WorkerServerTest, EventsReproduceTheCacheAcrossResubscription) {
+TEST_P(WorkerServerTest, EventsReproduceTheCacheAcrossResubscription) {
   // From scratch: a snapshot, then live events; heartbeats prove the mirror equals the cache.
   auto first = std::make_unique<Subscriber>(stub_.get(), pb::SubscribeKvEventsRequest());
   ASSERT_TRUE(first->WaitForHeartbeat(0))
@@ -472,6 +496,140 @@ TEST_F(WorkerServerTest, EventsReproduceTheCacheAcrossResubscription) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerServerTest, ::testing::Values("cpu", "sim"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+// A sim worker on a config-only directory of the Llama-3.1-8B shape (kvc-make-model
+// --config-only): no weights, no tokenizer.
+class SimWorkerTest : public ::testing::Test {
+ protected:
+  static constexpr double kSpeedup = 10;
+
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    const std::string model = dir_->path() + "/llama-3.1-8b-shape";
+    auto made = testing::Run({BinDir() + "/kvc-make-model", "--out", model, "--preset",
+                              "llama-3.1-8b-shape", "--config-only"},
+                             dir_->path() + "/make-model.log");
+    ASSERT_TRUE(made.ok() && *made == 0) << testing::ReadFile(dir_->path() + "/make-model.log");
+    worker_ = new testing::Process();
+    *worker_ = *testing::Process::Start(
+        {BinDir() + "/kvc-worker", "--backend", "sim", "--model", model, "--listen", "127.0.0.1:0",
+         "--port-file", dir_->path() + "/port", "--kv-cache-memory", "256MiB", "--sim-speedup",
+         absl::StrCat(kSpeedup)},
+        dir_->path() + "/worker.log");
+    auto port = testing::WaitForPortFile(dir_->path() + "/port", worker_);
+    ASSERT_TRUE(port.ok()) << port.status() << testing::ReadFile(dir_->path() + "/worker.log");
+    address_ = new std::string(absl::StrCat("127.0.0.1:", *port));
+  }
+
+  static void TearDownTestSuite() {
+    delete worker_;
+    delete address_;
+    delete dir_;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(address_, nullptr);
+    stub_ = pb::Worker::NewStub(grpc::CreateChannel(*address_, grpc::InsecureChannelCredentials()));
+  }
+
+  Generation Generate(const pb::GenerateRequest& request) {
+    Generation out;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto reader = stub_->Generate(&context, request);
+    pb::GenerateResponse response;
+    while (reader->Read(&response)) {
+      if (response.has_chunk()) {
+        out.tokens.insert(out.tokens.end(), response.chunk().token_ids().begin(),
+                          response.chunk().token_ids().end());
+      }
+      if (response.has_result()) out.result = response.result();
+    }
+    out.status = reader->Finish();
+    return out;
+  }
+
+  static testing::TempDir* dir_;
+  static testing::Process* worker_;
+  static std::string* address_;
+  std::unique_ptr<pb::Worker::Stub> stub_;
+};
+
+testing::TempDir* SimWorkerTest::dir_ = nullptr;
+testing::Process* SimWorkerTest::worker_ = nullptr;
+std::string* SimWorkerTest::address_ = nullptr;
+
+TEST_F(SimWorkerTest, ServesAConfigOnlyModelWithItsRealKvSizes) {
+  grpc::ClientContext context;
+  pb::WorkerInfo info;
+  ASSERT_TRUE(stub_->GetInfo(&context, pb::GetInfoRequest(), &info).ok());
+  EXPECT_EQ(info.backend(), "sim");
+  EXPECT_EQ(info.vocab_size(), 128256u);
+  EXPECT_EQ(info.hash().model_identity(), "llama-3.1-8b-shape");
+  // 256 MiB / (16 tokens x 2 x 32 layers x 8 KV heads x 128 x 2 bytes) = 128 blocks.
+  EXPECT_EQ(info.capacity_blocks(), 128u);
+  EXPECT_EQ(info.max_context_tokens(), 131072u);
+
+  std::vector<uint32_t> prompt(300);
+  for (int i = 0; i < 300; ++i) prompt[i] = 1000 + 997 * i % 120000;
+  const Generation g = Generate(TokenRequest(prompt, 24));
+  ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_EQ(g.tokens.size(), 24u);
+  for (uint32_t token : g.tokens) {
+    EXPECT_LT(token, 128256u);
+    EXPECT_NE(token, 128001u);  // never EOS
+  }
+  EXPECT_EQ(g.result.usage().prompt_tokens(), 300u);
+  const Generation again = Generate(TokenRequest(prompt, 24));
+  EXPECT_EQ(again.result.usage().cached_prompt_tokens(), 288u);  // 18 full blocks
+  EXPECT_EQ(again.tokens, g.tokens);
+  // More than the 128-block pool holds.
+  EXPECT_EQ(Generate(TokenRequest(std::vector<uint32_t>(2000, 5), 100)).status.error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(SimWorkerTest, StepsTakeTheirModelledTime) {
+  // The 1000-token prefill's modelled time over the speedup is a floor for the time to the
+  // first token; 20 back-to-back decode steps (each at least the cost of its first) end no
+  // sooner than their modelled times after it, whatever the host's own delays.
+  const backend::sim::CostModel cost(model::Llama31_8BShapeConfig(), model::DType::kBF16, {});
+  const double prefill_ms =
+      absl::ToDoubleMilliseconds(cost.StepTime({.prefill_tokens = 1000,
+                                                .sequences = 1,
+                                                .kv_tokens_read = 1000,
+                                                .attention_pairs = 1000 * 1001 / 2}) /
+                                 kSpeedup);
+  const double decode_ms = absl::ToDoubleMilliseconds(cost.StepTime({.decode_sequences = 1,
+                                                                     .sequences = 1,
+                                                                     .kv_tokens_read = 1001,
+                                                                     .attention_pairs = 1001}) /
+                                                      kSpeedup);
+  std::vector<uint32_t> prompt(1000);
+  for (int i = 0; i < 1000; ++i) prompt[i] = 7 + 31 * i % 100000 + 17;
+  const Generation g = Generate(TokenRequest(prompt, 21));
+  ASSERT_TRUE(g.status.ok()) << g.status.error_message();
+  EXPECT_GE(g.result.timings().time_to_first_token_ms(), prefill_ms);
+  EXPECT_GE(g.result.timings().total_ms(), prefill_ms + 20 * decode_ms);
+}
+
+TEST_F(SimWorkerTest, TextAndStopStringsWithoutATokenizerAreInvalidArguments) {
+  pb::GenerateRequest text;
+  text.set_text("hello");
+  text.mutable_sampling()->set_max_tokens(4);
+  const Generation refused = Generate(text);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.status.error_message().find("no tokenizer"), std::string::npos)
+      << refused.status.error_message();
+  pb::GenerateRequest stop = TokenRequest({1, 2, 3}, 4);
+  stop.mutable_sampling()->add_stop("x");
+  EXPECT_EQ(Generate(stop).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(Generate(TokenRequest({1, 2, 3}, 4)).status.ok());
+}
+
 TEST(WorkerProcessTest, SigtermShutsDownCleanly) {
   testing::TempDir dir;
   const std::string model = dir.path() + "/tiny";
@@ -496,6 +654,33 @@ TEST(WorkerProcessTest, RefusesABadModelDirectoryClearly) {
   EXPECT_NE(code, 0);
   EXPECT_NE(testing::ReadFile(dir.path() + "/worker.log").find("cannot load model"),
             std::string::npos);
+}
+
+TEST(WorkerProcessTest, RefusesBadSimFlagsClearly) {
+  testing::TempDir dir;
+  const std::string model = dir.path() + "/tiny";
+  ASSERT_EQ(*testing::Run({BinDir() + "/kvc-make-model", "--out", model}, dir.path() + "/m.log"),
+            0);
+  const std::string profile = dir.path() + "/profile.json";
+  std::ofstream(profile) << R"({"peak_tflops": 989, "memory_efficency": 0.8})";
+  struct Case {
+    std::vector<std::string> flags;
+    const char* message;
+  };
+  const Case cases[] = {
+      {{"--backend", "gpu"}, "unknown --backend 'gpu' (available: cpu, sim)"},
+      {{"--backend", "sim", "--sim-speedup", "0"}, "--sim-speedup must be a finite number > 0"},
+      {{"--backend", "sim", "--sim-profile", profile}, "unknown field \"memory_efficency\""},
+      {{"--backend", "sim", "--sim-profile", dir.path() + "/none.json"}, "no such sim profile"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {BinDir() + "/kvc-worker", "--model", model, "--listen",
+                                     "127.0.0.1:0"};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    const std::string log = dir.path() + "/worker.log";
+    EXPECT_NE(*testing::Run(argv, log), 0) << c.message;
+    EXPECT_NE(testing::ReadFile(log).find(c.message), std::string::npos) << testing::ReadFile(log);
+  }
 }
 
 }  // namespace

@@ -19,8 +19,9 @@ absl::Status PrepareRequest(const WorkerService& service, const pb::GenerateRequ
   switch (request.prompt_case()) {
     case pb::GenerateRequest::kText: {
       if (service.tokenizer() == nullptr) {
-        return absl::FailedPreconditionError(
-            "this worker has no tokenizer: send the prompt as token_ids");
+        return absl::InvalidArgumentError(
+            "this worker has no tokenizer (no tokenizer.json in its model directory): send the "
+            "prompt as token_ids");
       }
       if (static_cast<int64_t>(request.text().size()) > options.max_prompt_bytes) {
         return absl::ResourceExhaustedError(
@@ -73,7 +74,8 @@ absl::Status PrepareRequest(const WorkerService& service, const pb::GenerateRequ
     }
   }
   if (sampling.stop_size() > 0 && service.tokenizer() == nullptr) {
-    return absl::FailedPreconditionError("stop strings need a tokenizer on this worker");
+    return absl::InvalidArgumentError(
+        "stop strings need a tokenizer and this worker has none: use stop_token_ids");
   }
   generation.salt_hash = SaltHash(options.model_identity, request.lora_name(), request.cache_salt(),
                                   options.hash.seed);

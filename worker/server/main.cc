@@ -2,6 +2,7 @@
 // paged KV cache, prefix caching and KV events for the router.
 //
 //   kvc-worker --model DIR [--listen 127.0.0.1:50051] [--kv-cache-memory 2GiB] ...
+//   kvc-worker --backend sim --model DIR [--sim-speedup X] [--sim-profile FILE] ...
 //
 // Every tunable is a flag below with its default and a one-line doc; `--help` lists them.
 // Flags may be written with dashes or underscores.
@@ -9,10 +10,12 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -28,14 +31,29 @@
 #include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/backend/sim/sim_backend.h"
+#include "worker/model/config.h"
 #include "worker/model/loader.h"
 #include "worker/server/engine_loop.h"
 #include "worker/server/event_hub.h"
 #include "worker/server/worker_service.h"
 
 ABSL_FLAG(std::string, model, "",
-          "Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).");
-ABSL_FLAG(std::string, backend, "cpu", "Forward-pass backend: cpu.");
+          "Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json). "
+          "The sim backend reads config.json (and tokenizer.json when present) only.");
+ABSL_FLAG(std::string, backend, "cpu",
+          "Forward-pass backend: cpu (real math on this machine's CPU) or sim (no math: every "
+          "step sleeps for the time the --sim-profile GPU would take, divided by --sim-speedup; "
+          "tokens are synthetic; the real engine, cache and KV events; no K/V memory is "
+          "allocated, --kv-cache-memory only sets the capacity).");
+ABSL_FLAG(std::string, sim_profile, "",
+          "sim backend: JSON file of device figures, any of name, memory_bandwidth_gb_per_s, "
+          "memory_efficiency, peak_tflops, compute_efficiency, step_overhead_us (missing ones "
+          "keep their defaults); default: the built-in H100 SXM5 bf16 profile (3350 GB/s x 0.80, "
+          "989 TFLOPS x 0.50, 300 us per step).");
+ABSL_FLAG(double, sim_speedup, 1.0,
+          "sim backend: run this many times faster than the modelled GPU (a step's wall time "
+          "is its modelled time / X); > 0.");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "host:port of the gRPC server; port 0 picks a free port (printed at start).");
 ABSL_FLAG(std::string, worker_id, "", "Name reported to the router; default: host:port.");
@@ -54,7 +72,7 @@ ABSL_FLAG(int32_t, max_num_batched_tokens, 2048,
           "Most new tokens in one forward step (long prompts are prefilled in chunks).");
 ABSL_FLAG(int32_t, max_context, 0,
           "Longest prompt + generation accepted; 0: the model's max_position_embeddings.");
-ABSL_FLAG(int32_t, threads, 0, "Threads of the cpu backend; 0: one per online CPU.");
+ABSL_FLAG(int32_t, threads, 0, "Threads of the cpu backend; 0: one per online CPU. (sim: unused)");
 ABSL_FLAG(int32_t, replay_events, 1 << 16,
           "KV events kept for subscribers that resume from a seq; older ones need a snapshot.");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
@@ -62,7 +80,8 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(1),
 ABSL_FLAG(bool, no_kv_cache, false,
           "Recompute the whole sequence every step (same outputs, slower): to measure what the "
           "KV cache buys.");
-ABSL_FLAG(bool, prefault, true, "Read all weights into memory at start, showing progress.");
+ABSL_FLAG(bool, prefault, true,
+          "Read all weights into memory at start, showing progress (cpu backend).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(10),
           "On SIGTERM, how long in-flight requests may run before they are cancelled.");
 ABSL_FLAG(std::string, port_file, "", "Write the bound port to this file once serving.");
@@ -93,22 +112,7 @@ uint64_t RandomEpoch() {
   return (uint64_t{device()} << 32) ^ device() ^ 1;  // never 0: 0 means "unknown epoch"
 }
 
-int Main(int argc, char** argv) {
-  PrepareServerProcess();
-  NormalizeFlagNames(argc, argv);
-  absl::SetProgramUsageMessage(
-      "Serves a model over gRPC with a paged KV cache and KV events.\n"
-      "  kvc-worker --model DIR [--listen HOST:PORT] [--kv-cache-memory SIZE] ...");
-  absl::ParseCommandLine(argc, argv);
-
-  const std::string model_dir = absl::GetFlag(FLAGS_model);
-  if (model_dir.empty()) Fail("--model is required (a Hugging Face model directory)");
-  if (absl::GetFlag(FLAGS_backend) != "cpu") {
-    Fail(absl::StrCat("unknown --backend '", absl::GetFlag(FLAGS_backend), "' (available: cpu)"));
-  }
-  const int block_size = absl::GetFlag(FLAGS_block_size);
-  if (block_size <= 0 || block_size > 1024) Fail("--block-size must be in [1, 1024]");
-
+model::ModelWeights LoadWeights(const std::string& model_dir) {
   model::LoadOptions load_options;
   load_options.prefault = absl::GetFlag(FLAGS_prefault);
   absl::Time last_progress = absl::InfinitePast();
@@ -119,7 +123,70 @@ int Main(int argc, char** argv) {
   };
   absl::StatusOr<model::ModelWeights> weights = model::LoadModel(model_dir, load_options);
   if (!weights.ok()) Fail(absl::StrCat("cannot load model: ", weights.status().ToString()));
-  const model::ModelConfig& config = weights->config;
+  return *std::move(weights);
+}
+
+std::unique_ptr<backend::Backend> MakeCpuBackend(const model::ModelWeights& weights,
+                                                 const backend::KvCacheOptions& kv_cache) {
+  backend::CpuBackendOptions options;
+  options.kv_cache = kv_cache;
+  options.num_threads = absl::GetFlag(FLAGS_threads);
+  auto backend = backend::CreateCpuBackend(weights, options);
+  if (!backend.ok()) Fail(absl::StrCat("cannot start backend: ", backend.status().ToString()));
+  return *std::move(backend);
+}
+
+std::unique_ptr<backend::Backend> MakeSimBackend(const model::ModelConfig& config,
+                                                 const backend::KvCacheOptions& kv_cache) {
+  backend::SimBackendOptions options;
+  options.kv_cache = kv_cache;
+  options.speedup = absl::GetFlag(FLAGS_sim_speedup);
+  if (!(options.speedup > 0) || !std::isfinite(options.speedup)) {
+    Fail(absl::StrCat("--sim-speedup must be a finite number > 0, got ", options.speedup));
+  }
+  if (!absl::GetFlag(FLAGS_sim_profile).empty()) {
+    auto profile = backend::sim::LoadSimProfile(absl::GetFlag(FLAGS_sim_profile));
+    if (!profile.ok()) Fail(absl::StrCat("--sim-profile: ", profile.status().message()));
+    options.profile = *profile;
+  }
+  auto backend = backend::CreateSimBackend(config, options);
+  if (!backend.ok()) Fail(absl::StrCat("cannot start backend: ", backend.status().ToString()));
+  const backend::sim::CostModel cost(config, kv_cache.dtype, options.profile);
+  Log(absl::StrCat("sim backend, speedup ", options.speedup, ": ", cost.Describe()));
+  return *std::move(backend);
+}
+
+int Main(int argc, char** argv) {
+  PrepareServerProcess();
+  NormalizeFlagNames(argc, argv);
+  absl::SetProgramUsageMessage(
+      "Serves a model over gRPC with a paged KV cache and KV events.\n"
+      "  kvc-worker --model DIR [--listen HOST:PORT] [--kv-cache-memory SIZE] ...");
+  absl::ParseCommandLine(argc, argv);
+
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  if (model_dir.empty()) Fail("--model is required (a Hugging Face model directory)");
+  const std::string backend_name = absl::GetFlag(FLAGS_backend);
+  if (backend_name != "cpu" && backend_name != "sim") {
+    Fail(absl::StrCat("unknown --backend '", backend_name, "' (available: cpu, sim)"));
+  }
+  const int block_size = absl::GetFlag(FLAGS_block_size);
+  if (block_size <= 0 || block_size > 1024) Fail("--block-size must be in [1, 1024]");
+
+  // cpu: the weights (and their config); sim: the config alone.
+  std::optional<model::ModelWeights> weights;
+  model::ModelConfig config;
+  if (backend_name == "cpu") {
+    weights = LoadWeights(model_dir);
+    config = weights->config;
+  } else {
+    absl::StatusOr<model::ParsedConfig> parsed = model::LoadModelConfig(model_dir);
+    if (!parsed.ok()) Fail(absl::StrCat("cannot load model: ", parsed.status().ToString()));
+    if (absl::Status status = model::ValidateModelConfig(parsed->config); !status.ok()) {
+      Fail(absl::StrCat("cannot load model: ", status.ToString()));
+    }
+    config = parsed->config;
+  }
 
   std::unique_ptr<Tokenizer> tokenizer;
   const std::filesystem::path tokenizer_path = std::filesystem::path(model_dir) / "tokenizer.json";
@@ -131,10 +198,9 @@ int Main(int argc, char** argv) {
     Log("no tokenizer.json: only token-id prompts will be served");
   }
 
-  backend::CpuBackendOptions backend_options;
-  backend_options.kv_cache.block_size = block_size;
-  backend_options.num_threads = absl::GetFlag(FLAGS_threads);
-  const uint64_t bytes_per_token = config.KvBytesPerToken(backend_options.kv_cache.dtype);
+  backend::KvCacheOptions kv_cache;
+  kv_cache.block_size = block_size;
+  const uint64_t bytes_per_token = config.KvBytesPerToken(kv_cache.dtype);
   const uint64_t bytes_per_block = bytes_per_token * block_size;
   uint64_t kv_bytes = 0;
   if (!absl::GetFlag(FLAGS_kv_cache_memory).empty()) {
@@ -151,15 +217,15 @@ int Main(int argc, char** argv) {
     Fail(absl::StrCat("the KV cache of ", FormatBytes(kv_bytes), " holds ", num_blocks,
                       " blocks of ", FormatBytes(bytes_per_block), "; give more memory"));
   }
-  backend_options.kv_cache.num_blocks = static_cast<int>(std::min<uint64_t>(num_blocks, 1 << 30));
-  Log(absl::StrCat(
-      "KV cache: ", backend_options.kv_cache.num_blocks, " blocks of ", block_size,
-      " tokens = ", static_cast<uint64_t>(backend_options.kv_cache.num_blocks) * block_size,
-      " tokens, ", FormatBytes(num_blocks * bytes_per_block), " (", FormatBytes(bytes_per_token),
-      " per token: 2 x ", config.num_layers, " layers x ", config.num_kv_heads, " KV heads x ",
-      config.head_dim, " x dtype)"));
-  auto backend = backend::CreateCpuBackend(*weights, backend_options);
-  if (!backend.ok()) Fail(absl::StrCat("cannot start backend: ", backend.status().ToString()));
+  kv_cache.num_blocks = static_cast<int>(std::min<uint64_t>(num_blocks, 1 << 30));
+  Log(absl::StrCat("KV cache: ", kv_cache.num_blocks, " blocks of ", block_size,
+                   " tokens = ", static_cast<uint64_t>(kv_cache.num_blocks) * block_size,
+                   " tokens, ", FormatBytes(num_blocks * bytes_per_block), " (",
+                   FormatBytes(bytes_per_token), " per token: 2 x ", config.num_layers,
+                   " layers x ", config.num_kv_heads, " KV heads x ", config.head_dim, " x dtype)",
+                   backend_name == "sim" ? ", not allocated (sim)" : ""));
+  std::unique_ptr<backend::Backend> backend =
+      backend_name == "cpu" ? MakeCpuBackend(*weights, kv_cache) : MakeSimBackend(config, kv_cache);
 
   const uint64_t epoch = RandomEpoch();
   engine::EngineOptions engine_options;
@@ -177,7 +243,7 @@ int Main(int argc, char** argv) {
   engine_options.no_kv_cache = absl::GetFlag(FLAGS_no_kv_cache);
 
   server::EventHub hub(epoch, engine_options.replay_events);
-  server::EngineLoop loop(std::move(*backend), engine_options, &hub);
+  server::EngineLoop loop(std::move(backend), engine_options, &hub);
 
   server::WorkerServiceOptions service_options;
   service_options.model_name = std::filesystem::path(model_dir).lexically_normal().filename();
@@ -188,7 +254,7 @@ int Main(int argc, char** argv) {
   service_options.model_identity = absl::GetFlag(FLAGS_model_identity).empty()
                                        ? service_options.model_name
                                        : absl::GetFlag(FLAGS_model_identity);
-  service_options.backend_name = "cpu";
+  service_options.backend_name = backend_name;
   service_options.hash = engine_options.hash;
   service_options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
 
