@@ -64,8 +64,8 @@ ABSL_FLAG(std::string, workers_dns, "",
           "A DNS name:port whose addresses are the workers (a Kubernetes headless service); "
           "resolved again every --dns-refresh.");
 ABSL_FLAG(std::string, model, "",
-          "The model directory the workers serve: its tokenizer.json tokenizes text prompts "
-          "and its name is the default --model-identity.");
+          "The model directory the workers serve: its tokenizer.json (when it has one) "
+          "tokenizes text prompts and its name is the default --model-identity.");
 ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json for text prompts (overrides --model's).");
 ABSL_FLAG(std::string, model_identity, "",
           "Identity mixed into block hashes; must equal the workers' (their default is their "
@@ -141,7 +141,10 @@ int Main(int argc, char** argv) {
   std::unique_ptr<Tokenizer> tokenizer;
   std::string tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
   if (tokenizer_path.empty() && !model_dir.empty()) {
-    tokenizer_path = (std::filesystem::path(model_dir) / "tokenizer.json").string();
+    // The model directory's tokenizer is optional (a config-only directory serves sim
+    // workers, token-id prompts only); an explicit --tokenizer must exist.
+    const std::filesystem::path in_model = std::filesystem::path(model_dir) / "tokenizer.json";
+    if (std::filesystem::exists(in_model)) tokenizer_path = in_model.string();
   }
   if (!tokenizer_path.empty()) {
     auto loaded = Tokenizer::FromFile(tokenizer_path);
