@@ -106,6 +106,12 @@ struct SampledTokens {
 absl::Status ValidateForwardBatch(const ForwardBatch& batch, int vocab_size,
                                   const KvCacheOptions& kv);
 
+// INVALID_ARGUMENT naming the first problem of `weights` against their config: a non-positive
+// dimension, heads not a multiple of KV heads, an odd head_dim, a missing tensor or one of the
+// wrong shape (biases and q/k norms when the config calls for them). Every math backend checks
+// its weights with it.
+absl::Status ValidateModelWeights(const model::ModelWeights& weights);
+
 // Abstract forward step over a paged KV cache.
 // Thread-safety: not thread-safe. One thread (the engine thread) owns a backend and calls it;
 // implementations may use their own threads inside a call.
