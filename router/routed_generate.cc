@@ -136,9 +136,10 @@ void RoutedGenerate::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateRe
 void RoutedGenerate::LockedOnWorkerDone(WorkerStream* stream, const grpc::Status& status) {
   if (stream != stream_) return;
   // Once the result arrived the request succeeded, whatever the stream's status (the router
-  // may have cancelled the finished stream itself when the client left).
+  // may have cancelled the finished stream itself when the client left). A stream cancelled
+  // because the client left did not fail on the worker either.
   const bool failed = !status.ok() && !result_seen_;
-  LockedEndAttempt(failed);
+  LockedEndAttempt(failed && !client_cancelled_);
   stream_ = nullptr;
   read_paused_ = false;
   if (!failed) {

@@ -1,0 +1,458 @@
+// The router's OpenAI-compatible HTTP API, over real HTTP on loopback, against a real router
+// and tiny cpu workers: streaming and whole responses agree, usage adds up, bad requests get
+// OpenAI's error shape with the right status, auth, CORS, limits, and a client that leaves
+// has its request cancelled on the worker.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "kvcluster/v1/kvcluster.grpc.pb.h"
+#include "tests/util/cluster.h"
+
+namespace kvc {
+namespace {
+
+namespace pb = ::kvcluster::v1;
+using Json = nlohmann::json;
+
+struct Reply {
+  int status = 0;
+  Json body;
+  std::string raw;
+  httplib::Headers headers;
+};
+
+// A server-sent-event stream: its JSON events and whether it ended with [DONE].
+struct Events {
+  std::vector<Json> events;
+  bool done = false;
+};
+
+Events ParseEvents(const std::string& raw) {
+  Events out;
+  for (absl::string_view event : absl::StrSplit(raw, "\n\n", absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::ConsumePrefix(&event, "data: ")) << "not an SSE data line: " << event;
+    EXPECT_FALSE(out.done) << "an event after [DONE]";
+    if (event == "[DONE]") {
+      out.done = true;
+      continue;
+    }
+    Json json = Json::parse(event, nullptr, false);
+    EXPECT_FALSE(json.is_discarded()) << "not JSON: " << event;
+    out.events.push_back(std::move(json));
+  }
+  return out;
+}
+
+// Every error answers {"error": {"message", "type", "param", "code"}}.
+void ExpectErrorShape(const Reply& reply, const std::string& what) {
+  ASSERT_TRUE(reply.body.is_object()) << what << ": " << reply.raw;
+  ASSERT_TRUE(reply.body.contains("error")) << what << ": " << reply.raw;
+  const Json& error = reply.body["error"];
+  EXPECT_TRUE(error["message"].is_string() && !error["message"].get<std::string>().empty()) << what;
+  EXPECT_TRUE(error["type"].is_string()) << what;
+  EXPECT_TRUE(error.contains("param")) << what;
+  EXPECT_TRUE(error.contains("code")) << what;
+}
+
+std::string TokenIds(int n, int seed) {
+  std::string ids;
+  for (int i = 0; i < n; ++i) absl::StrAppend(&ids, i ? "," : "", (seed * 131 + i * 17) % 500);
+  return absl::StrCat("[", ids, "]");
+}
+
+class OpenAiApiTest : public ::testing::Test {
+ protected:
+  void Start(testing::ClusterOptions options = {.num_workers = 1}) {
+    ASSERT_TRUE(cluster_.Start(dir_.path(), options).ok()) << cluster_.Logs();
+    num_workers_ = options.num_workers;
+    ASSERT_TRUE(absl::SimpleAtoi(
+        absl::StripAsciiWhitespace(testing::ReadFile(dir_.path() + "/router-http.port")), &port_));
+    WaitForHealth(200);
+  }
+
+  void WaitForHealth(int status) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      if (Get("/health").status == status) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "/health never answered " << status << cluster_.Logs();
+  }
+
+  httplib::Client Client() const {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(std::chrono::seconds(60));
+    return client;
+  }
+
+  static Reply ToReply(const httplib::Result& result) {
+    Reply reply;
+    if (!result) {
+      ADD_FAILURE() << "HTTP request failed: " << httplib::to_string(result.error());
+      return reply;
+    }
+    reply.status = result->status;
+    reply.raw = result->body;
+    reply.headers = result->headers;
+    reply.body = Json::parse(result->body, nullptr, false);
+    return reply;
+  }
+
+  Reply Get(const std::string& path, const httplib::Headers& headers = {}) const {
+    httplib::Client client = Client();
+    return ToReply(client.Get(path.c_str(), headers));
+  }
+
+  Reply Post(const std::string& path, const std::string& body,
+             const httplib::Headers& headers = {}) const {
+    httplib::Client client = Client();
+    return ToReply(client.Post(path.c_str(), headers, body, "application/json"));
+  }
+
+  // POSTs and reads the SSE stream; `keep_reading` (optional) sees the text so far and may
+  // stop reading, which closes the connection.
+  Reply PostStream(const std::string& path, const std::string& body,
+                   const std::function<bool(const std::string&)>& keep_reading = nullptr) const {
+    httplib::Client client = Client();
+    httplib::Request request;
+    request.method = "POST";
+    request.path = path;
+    request.body = body;
+    request.set_header("Content-Type", "application/json");
+    Reply reply;
+    request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+      reply.raw.append(data, size);
+      return keep_reading == nullptr || keep_reading(reply.raw);
+    };
+    httplib::Result result = client.send(request);
+    if (result) {
+      reply.status = result->status;
+      reply.headers = result->headers;
+    }
+    return reply;
+  }
+
+  Json Completion(const std::string& body) {
+    const Reply reply = Post("/v1/completions", body);
+    EXPECT_EQ(reply.status, 200) << reply.raw;
+    return reply.body;
+  }
+
+  // A number from /metrics, e.g. "kvc_router_requests_total{worker=\"total\"}".
+  double Metric(const std::string& series) {
+    const Reply metrics = Get("/metrics");
+    for (absl::string_view line : absl::StrSplit(metrics.raw, '\n')) {
+      if (absl::ConsumePrefix(&line, series + " ")) {
+        double value = 0;
+        EXPECT_TRUE(absl::SimpleAtod(line, &value));
+        return value;
+      }
+    }
+    ADD_FAILURE() << series << " not in /metrics";
+    return -1;
+  }
+
+  // Waits until worker 0 runs no request; false when it still does after `timeout`.
+  bool WorkerIdle(absl::Duration timeout) {
+    auto worker = pb::Worker::NewStub(
+        grpc::CreateChannel(cluster_.worker_address(0), grpc::InsecureChannelCredentials()));
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      grpc::ClientContext context;
+      pb::WorkerLoad load;
+      if (worker->GetLoad(&context, {}, &load).ok() && load.running_requests() == 0 &&
+          load.waiting_requests() == 0) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  testing::TempDir dir_;
+  testing::Cluster cluster_;
+  int port_ = 0;
+  int num_workers_ = 0;
+};
+
+TEST_F(OpenAiApiTest, StreamingChunksConcatenateToTheWholeResponse) {
+  Start({.num_workers = 2});
+  for (const std::string& prompt :
+       {std::string("\"The quick brown fox jumps over\""), TokenIds(40, 3)}) {
+    const std::string request =
+        absl::StrCat(R"({"model": "tiny", "prompt": )", prompt,
+                     R"(, "max_tokens": 24, "temperature": 0, "ignore_eos": true, "logprobs": 0)");
+    const Json whole = Completion(request + "}");
+    ASSERT_EQ(whole["object"], "text_completion") << whole.dump();
+    EXPECT_TRUE(absl::StartsWith(whole["id"].get<std::string>(), "cmpl-"));
+    EXPECT_EQ(whole["model"], "tiny");
+    EXPECT_TRUE(whole["created"].is_number_integer());
+    const Json& choice = whole["choices"][0];
+    EXPECT_EQ(choice["finish_reason"], "length");
+    const Json& usage = whole["usage"];
+    EXPECT_EQ(usage["completion_tokens"], 24);
+    EXPECT_EQ(usage["total_tokens"].get<int>(),
+              usage["prompt_tokens"].get<int>() + usage["completion_tokens"].get<int>());
+    EXPECT_TRUE(usage["prompt_tokens_details"]["cached_tokens"].is_number_integer());
+    if (prompt[0] == '[') {
+      EXPECT_EQ(usage["prompt_tokens"], 40);
+    }
+    // logprobs=0: one chosen-token log-probability per generated token.
+    ASSERT_EQ(choice["logprobs"]["token_logprobs"].size(), 24u);
+    for (const Json& lp : choice["logprobs"]["token_logprobs"]) EXPECT_LE(lp.get<double>(), 0.0);
+
+    const Reply streamed =
+        PostStream("/v1/completions",
+                   request + R"(, "stream": true, "stream_options": {"include_usage": true}})");
+    ASSERT_EQ(streamed.status, 200) << streamed.raw;
+    EXPECT_EQ(streamed.headers.find("Content-Type")->second, "text/event-stream");
+    const Events events = ParseEvents(streamed.raw);
+    EXPECT_TRUE(events.done);
+    ASSERT_GE(events.events.size(), 3u);
+    std::string text;
+    int logprobs = 0;
+    std::string finish;
+    for (size_t i = 0; i + 1 < events.events.size(); ++i) {
+      const Json& chunk = events.events[i];
+      EXPECT_EQ(chunk["id"], events.events[0]["id"]);
+      EXPECT_EQ(chunk["object"], "text_completion");
+      EXPECT_TRUE(chunk["usage"].is_null());
+      text += chunk["choices"][0]["text"].get<std::string>();
+      if (!chunk["choices"][0]["logprobs"].is_null()) {
+        logprobs += chunk["choices"][0]["logprobs"]["token_logprobs"].size();
+      }
+      if (!chunk["choices"][0]["finish_reason"].is_null()) {
+        finish = chunk["choices"][0]["finish_reason"];
+      }
+    }
+    EXPECT_EQ(text, choice["text"].get<std::string>());
+    EXPECT_EQ(logprobs, 24);
+    EXPECT_EQ(finish, "length");
+    const Json& last = events.events.back();
+    EXPECT_TRUE(last["choices"].empty());
+    EXPECT_EQ(last["usage"]["prompt_tokens"], usage["prompt_tokens"]);
+    EXPECT_EQ(last["usage"]["completion_tokens"], 24);
+    EXPECT_EQ(last["usage"]["total_tokens"], usage["total_tokens"]);
+  }
+  // The HTTP path counts in the router's statistics like the gRPC path: four requests routed,
+  // none failed, none left in flight.
+  EXPECT_EQ(Metric("kvc_router_requests_total{worker=\"total\"}"), 4);
+  EXPECT_EQ(Metric("kvc_router_failed_requests_total{worker=\"total\"}"), 0);
+  EXPECT_EQ(Metric("kvc_router_active_requests{worker=\"total\"}"), 0);
+  EXPECT_EQ(Metric("kvc_router_http_requests_in_flight"), 0);
+}
+
+TEST_F(OpenAiApiTest, BadRequestsGetTheirStatusAndOpenAisErrorShape) {
+  Start({.num_workers = 1, .router_flags = {"--http-max-body", "64KiB"}});
+  struct Case {
+    const char* path;
+    std::string body;
+    int status;
+    const char* code;  // nullptr: not checked
+  };
+  const std::string prompt = R"("model": "tiny", "prompt": "hello")";
+  const std::vector<Case> cases = {
+      {"/v1/completions", "{\"model\": ", 400, "invalid_json"},
+      {"/v1/completions", "[1, 2]", 400, "invalid_type"},
+      {"/v1/completions", "{" + prompt + ", \"bogus\": 1}", 400, "unknown_parameter"},
+      {"/v1/completions", "{" + prompt + ", \"max_tokens\": \"8\"}", 400, "invalid_type"},
+      {"/v1/completions", "{" + prompt + ", \"temperature\": 9}", 400, "invalid_value"},
+      {"/v1/completions", "{" + prompt + ", \"n\": 3}", 400, "invalid_value"},
+      {"/v1/completions", "{" + prompt + ", \"stream_options\": {\"include_usage\": true}}", 400,
+       "invalid_value"},
+      {"/v1/completions", R"({"prompt": "hello"})", 400, "missing_required_parameter"},
+      {"/v1/completions", R"({"model": "tiny"})", 400, "missing_required_parameter"},
+      {"/v1/completions", R"({"model": "other", "prompt": "hello"})", 404, "model_not_found"},
+      {"/v1/chat/completions", R"({"model": "tiny", "messages": [{"role": "user"}]})", 400,
+       "missing_required_parameter"},
+      // Past the workers' vocabulary: the worker refuses it (INVALID_ARGUMENT).
+      {"/v1/completions", R"({"model": "tiny", "prompt": [1, 2, 70000]})", 400, nullptr},
+      // The tiny model's context is 4096 tokens.
+      {"/v1/completions", absl::StrCat(R"({"model": "tiny", "prompt": )", TokenIds(4100, 1), "}"),
+       413, "context_length_exceeded"},
+      {"/v1/completions",
+       absl::StrCat(R"({"model": "tiny", "prompt": )", TokenIds(100, 1),
+                    R"(, "max_tokens": 4000})"),
+       400, "context_length_exceeded"},
+      {"/v1/completions",
+       absl::StrCat(R"({"model": "tiny", "prompt": ")", std::string(70 << 10, 'a'), "\"}"), 413,
+       "request_too_large"},
+      {"/v1/nothing", "{}", 404, nullptr},
+  };
+  for (const Case& c : cases) {
+    const std::string what = absl::StrCat(c.path, " ", c.body.substr(0, 120));
+    const Reply reply = Post(c.path, c.body);
+    EXPECT_EQ(reply.status, c.status) << what << " -> " << reply.raw;
+    ExpectErrorShape(reply, what);
+    if (c.code != nullptr && reply.body.is_object()) {
+      EXPECT_EQ(reply.body["error"]["code"], c.code) << what << " -> " << reply.raw;
+    }
+  }
+  // The tiny model has no chat template: chat is refused precisely, never a 500.
+  const Reply chat = Post("/v1/chat/completions",
+                          R"({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]})");
+  EXPECT_EQ(chat.status, 400) << chat.raw;
+  ExpectErrorShape(chat, "chat without a template");
+  // Still serving.
+  EXPECT_EQ(
+      Completion(
+          R"({"model": "tiny", "prompt": "hello", "max_tokens": 3})")["usage"]["completion_tokens"]
+              .get<int>() > 0,
+      true);
+  EXPECT_EQ(Get("/health").status, 200);
+}
+
+TEST_F(OpenAiApiTest, NoReadyWorkerIs503) {
+  Start();
+  cluster_.worker(0).Kill();
+  WaitForHealth(503);
+  const Reply reply = Post("/v1/completions", R"({"model": "tiny", "prompt": "hi"})");
+  EXPECT_EQ(reply.status, 503) << reply.raw;
+  ExpectErrorShape(reply, "no worker");
+  const Reply streamed =
+      Post("/v1/completions", R"({"model": "tiny", "prompt": "hi", "stream": true})");
+  EXPECT_EQ(streamed.status, 503) << streamed.raw;
+}
+
+TEST_F(OpenAiApiTest, ApiKeyGuardsTheApiOnly) {
+  Start({.num_workers = 1, .router_flags = {"--api-key", "sesame"}});
+  const std::string body = R"({"model": "tiny", "prompt": "hi", "max_tokens": 2})";
+  const Reply missing = Post("/v1/completions", body);
+  EXPECT_EQ(missing.status, 401);
+  ExpectErrorShape(missing, "no key");
+  EXPECT_EQ(missing.body["error"]["code"], "invalid_api_key");
+  EXPECT_EQ(Get("/v1/models", {{"Authorization", "Bearer wrong"}}).status, 401);
+  EXPECT_EQ(Get("/v1/models", {{"Authorization", "sesame"}}).status, 401);
+  EXPECT_EQ(Get("/v1/models", {{"Authorization", "Bearer sesame"}}).status, 200);
+  EXPECT_EQ(Post("/v1/completions", body, {{"Authorization", "Bearer sesame"}}).status, 200);
+  EXPECT_EQ(Get("/health").status, 200);
+  EXPECT_EQ(Get("/metrics").status, 200);
+  // No CORS unless asked for.
+  EXPECT_FALSE(Get("/v1/models", {{"Authorization", "Bearer sesame"}, {"Origin", "http://x.test"}})
+                   .headers.count("Access-Control-Allow-Origin"));
+}
+
+TEST_F(OpenAiApiTest, ApiKeyFromTheEnvironment) {
+  setenv("KVC_API_KEY", "from-env", 1);
+  Start();
+  unsetenv("KVC_API_KEY");
+  EXPECT_EQ(Get("/v1/models").status, 401);
+  EXPECT_EQ(Get("/v1/models", {{"Authorization", "Bearer from-env"}}).status, 200);
+}
+
+TEST_F(OpenAiApiTest, ModelsAliasesAndCors) {
+  Start(
+      {.num_workers = 1,
+       .router_flags = {"--model-alias", "tiny-chat,alias2", "--cors-origins", "http://ok.test"}});
+  const Reply models = Get("/v1/models");
+  ASSERT_EQ(models.status, 200) << models.raw;
+  EXPECT_EQ(models.body["object"], "list");
+  ASSERT_EQ(models.body["data"].size(), 3u);
+  for (const Json& model : models.body["data"]) {
+    EXPECT_EQ(model["object"], "model");
+    EXPECT_EQ(model["owned_by"], "kvcluster");
+    EXPECT_TRUE(model["created"].is_number_integer());
+    EXPECT_EQ(model["root"], "tiny");
+  }
+  EXPECT_EQ(models.body["data"][0]["id"], "tiny");
+  EXPECT_EQ(models.body["data"][0]["max_model_len"], 4096);
+  EXPECT_EQ(Get("/v1/models/alias2").body["id"], "alias2");
+  const Reply unknown = Get("/v1/models/nope");
+  EXPECT_EQ(unknown.status, 404);
+  ExpectErrorShape(unknown, "unknown model");
+  EXPECT_EQ(Completion(R"({"model": "tiny-chat", "prompt": "hi", "max_tokens": 2})")["model"],
+            "tiny-chat");
+
+  // A browser's preflight from an allowed origin, then the request itself.
+  httplib::Client client = Client();
+  auto preflight = client.Options(
+      "/v1/completions", {{"Origin", "http://ok.test"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(preflight);
+  EXPECT_EQ(preflight->status, 204);
+  EXPECT_EQ(preflight->get_header_value("Access-Control-Allow-Origin"), "http://ok.test");
+  EXPECT_TRUE(absl::StrContains(preflight->get_header_value("Access-Control-Allow-Headers"),
+                                "Authorization"));
+  const Reply allowed = Get("/v1/models", {{"Origin", "http://ok.test"}});
+  EXPECT_EQ(allowed.headers.find("Access-Control-Allow-Origin")->second, "http://ok.test");
+  EXPECT_FALSE(Get("/v1/models", {{"Origin", "http://evil.test"}})
+                   .headers.count("Access-Control-Allow-Origin"));
+}
+
+TEST_F(OpenAiApiTest, ClientDisconnectCancelsTheWorkerRequest) {
+  // Without a KV cache each step recomputes the sequence: 3000 tokens would take the worker
+  // tens of seconds, so an idle worker within seconds means the request was cancelled.
+  Start({.num_workers = 1, .worker_flags = {"--no-kv-cache"}});
+  const std::string body =
+      R"({"model": "tiny", "prompt": "hello", "max_tokens": 3000, "ignore_eos": true)";
+  // Streaming: the client reads a few chunks, then closes the connection.
+  const Reply streamed =
+      PostStream("/v1/completions", body + R"(, "stream": true})",
+                 [](const std::string& raw) { return ParseEvents(raw).events.size() < 3; });
+  EXPECT_EQ(streamed.status, 0) << "the client cancelled, so no complete response";
+  EXPECT_GE(ParseEvents(streamed.raw).events.size(), 3u);
+  EXPECT_TRUE(WorkerIdle(absl::Seconds(5))) << "the worker still runs the abandoned request";
+  EXPECT_EQ(Metric("kvc_router_active_requests{worker=\"total\"}"), 0);
+
+  // Not streaming: the client gives up waiting for the whole response.
+  {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(std::chrono::milliseconds(500));
+    auto result = client.Post("/v1/completions", body + "}", "application/json");
+    EXPECT_FALSE(result) << "answered within 500 ms?";
+  }
+  EXPECT_TRUE(WorkerIdle(absl::Seconds(5))) << "the worker still runs the abandoned request";
+  EXPECT_EQ(Metric("kvc_router_active_requests{worker=\"total\"}"), 0);
+  EXPECT_EQ(Metric("kvc_router_http_requests_in_flight"), 0);
+  EXPECT_EQ(Metric("kvc_router_failed_requests_total{worker=\"total\"}"), 0);
+  // And it keeps serving.
+  EXPECT_EQ(
+      Completion(
+          R"({"model": "tiny", "prompt": "hi", "max_tokens": 2})")["usage"]["completion_tokens"],
+      2);
+}
+
+TEST_F(OpenAiApiTest, OverTheRequestLimitIs429) {
+  Start({.num_workers = 1,
+         .worker_flags = {"--no-kv-cache"},
+         .router_flags = {"--http-max-requests", "1"}});
+  std::atomic<bool> release{false};
+  std::thread long_request([&] {
+    PostStream("/v1/completions",
+               R"({"model": "tiny", "prompt": "x", "max_tokens": 3000, "ignore_eos": true,
+                   "stream": true})",
+               [&](const std::string&) { return !release.load(); });
+  });
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Metric("kvc_router_http_requests_in_flight") < 1 && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const Reply refused = Post("/v1/completions", R"({"model": "tiny", "prompt": "hi"})");
+  EXPECT_EQ(refused.status, 429) << refused.raw;
+  ExpectErrorShape(refused, "over the limit");
+  release = true;
+  long_request.join();
+  EXPECT_TRUE(WorkerIdle(absl::Seconds(5)));
+  const absl::Time drained = absl::Now() + absl::Seconds(5);
+  while (Metric("kvc_router_http_requests_in_flight") > 0 && absl::Now() < drained) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(Post("/v1/completions", R"({"model": "tiny", "prompt": "hi", "max_tokens": 2})").status,
+            200);
+}
+
+}  // namespace
+}  // namespace kvc
