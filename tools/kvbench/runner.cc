@@ -257,12 +257,12 @@ void Run::Monitor() {
   while (true) {
     if (absl::Now() >= next_sample) {
       SampleEventLag();
-      next_sample += absl::Seconds(1);
+      next_sample = std::max(next_sample + absl::Seconds(1), absl::Now());
     }
     absl::MutexLock lock(&mutex_);
-    if (!options_.progress_name.empty() && absl::Now() >= next_progress) {
-      PrintProgress(false);
-      next_progress += progress_every;
+    if (absl::Now() >= next_progress) {
+      if (!options_.progress_name.empty()) PrintProgress(false);
+      next_progress = std::max(next_progress + progress_every, absl::Now());
     }
     auto stop = [this] { return monitor_stop_; };
     if (mutex_.AwaitWithDeadline(absl::Condition(&stop), std::min(next_progress, next_sample))) {
