@@ -1,0 +1,301 @@
+// kvc_bench_http: what the OpenAI-compatible HTTP API costs next to the router's gRPC API, for
+// the same requests against the same router and worker.
+//   kvc_bench_http [--json] [--report FILE] [--quick] [--clients N]
+// 1. Latency: requests (64-token prompt as token ids, 1 output token, greedy) sent one at a
+//    time over gRPC Generate, HTTP /v1/completions and HTTP /v1/completions with stream=true,
+//    interleaved; the HTTP path's added latency is the difference of the percentiles.
+// 2. Throughput: N clients (threads, each with its own keep-alive connection or channel) send
+//    such requests back to back for a fixed time over each path in turn: requests/s, and the
+//    router's CPU time per request (from /proc).
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/bench_args.h"
+#include "common/process_setup.h"
+#include "kvcluster/v1/kvcluster.grpc.pb.h"
+#include "tests/util/cluster.h"
+
+namespace kvc {
+namespace {
+
+namespace pb = ::kvcluster::v1;
+
+void Progress(const std::string& what) { std::fprintf(stderr, "bench http: %s\n", what.c_str()); }
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "bench http: %s\n", what.c_str());
+  std::exit(1);
+}
+
+constexpr int kPromptTokens = 64;
+constexpr int kPrompts = 50;  // distinct prompts, reused: both paths see the same cache state
+
+std::vector<uint32_t> PromptIds(uint32_t seed) {
+  std::vector<uint32_t> ids;
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 7;
+  for (int i = 0; i < kPromptTokens; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    ids.push_back(x % 500);
+  }
+  return ids;
+}
+
+// The same request in both APIs.
+struct Workload {
+  std::vector<pb::GenerateRequest> grpc;
+  std::vector<std::string> http;
+  std::vector<std::string> http_stream;
+};
+
+Workload MakeWorkload(const std::string& model) {
+  Workload w;
+  for (int i = 0; i < kPrompts; ++i) {
+    const std::vector<uint32_t> ids = PromptIds(1000 + i);
+    pb::GenerateRequest request;
+    request.mutable_token_ids()->mutable_ids()->Assign(ids.begin(), ids.end());
+    request.mutable_sampling()->set_max_tokens(1);
+    request.mutable_sampling()->set_ignore_eos(true);
+    w.grpc.push_back(request);
+    std::string prompt;
+    for (uint32_t id : ids) absl::StrAppend(&prompt, prompt.empty() ? "" : ",", id);
+    const std::string body =
+        absl::StrCat(R"({"model": ")", model, R"(", "prompt": [)", prompt,
+                     R"(], "max_tokens": 1, "temperature": 0, )", R"("ignore_eos": true)");
+    w.http.push_back(body + "}");
+    w.http_stream.push_back(body + R"(, "stream": true})");
+  }
+  return w;
+}
+
+void GrpcGenerate(pb::Router::Stub* stub, const pb::GenerateRequest& request) {
+  grpc::ClientContext context;
+  auto reader = stub->Generate(&context, request);
+  pb::GenerateResponse response;
+  while (reader->Read(&response)) {
+  }
+  if (const grpc::Status status = reader->Finish(); !status.ok()) {
+    Fail("a gRPC Generate call failed: " + status.error_message());
+  }
+}
+
+void HttpGenerate(httplib::Client* client, const std::string& body) {
+  auto result = client->Post("/v1/completions", body, "application/json");
+  if (!result) Fail("an HTTP request failed: " + httplib::to_string(result.error()));
+  if (result->status != 200) Fail(absl::StrCat("HTTP ", result->status, ": ", result->body));
+  // A whole response carries its usage; a stream ends with [DONE].
+  if (result->body.find("\"usage\"") == std::string::npos &&
+      result->body.find("[DONE]") == std::string::npos) {
+    Fail("an HTTP response without a result: " + result->body);
+  }
+}
+
+std::unique_ptr<httplib::Client> HttpClient(int port) {
+  auto client = std::make_unique<httplib::Client>("127.0.0.1", port);
+  client->set_keep_alive(true);
+  client->set_tcp_nodelay(true);
+  client->set_read_timeout(std::chrono::seconds(60));
+  return client;
+}
+
+double Percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+}
+
+// CPU seconds (user + system) a process has used so far, from /proc/PID/stat; -1 if unreadable.
+double ProcessCpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (!std::getline(in, line)) return -1;
+  // Fields after the command name (which may hold spaces) start after the last ')'.
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) stime = std::stod(field);
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+struct Throughput {
+  double requests_per_s = 0;
+  double router_cpu_us_per_request = 0;
+};
+
+// `clients` threads each run `one(thread, i)` back to back for `duration`.
+template <typename One>
+Throughput Measure(int clients, absl::Duration duration, pid_t router_pid, One one) {
+  std::atomic<int64_t> done{0};
+  const double cpu_before = ProcessCpuSeconds(router_pid);
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + duration;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; absl::Now() < end; ++i) {
+        one(t, t * 7 + i);
+        done.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  const double cpu = ProcessCpuSeconds(router_pid) - cpu_before;
+  return Throughput{.requests_per_s = done.load() / seconds,
+                    .router_cpu_us_per_request = cpu / std::max<int64_t>(1, done.load()) * 1e6};
+}
+
+int Main(int argc, char** argv) {
+  const BenchArgs args = ParseBenchArgs(
+      argc, argv, {"--clients"}, "kvc_bench_http [--json] [--report FILE] [--quick] [--clients N]");
+  int clients = 8;
+  if (!args.Value("--clients").empty() &&
+      (!absl::SimpleAtoi(args.Value("--clients"), &clients) || clients <= 0)) {
+    Fail("--clients must be a positive number");
+  }
+  const int requests = args.quick ? 300 : 2000;
+  const absl::Duration duration = args.quick ? absl::Seconds(3) : absl::Seconds(10);
+
+  testing::TempDir dir;
+  Progress("starting a router and one worker");
+  testing::Cluster cluster;
+  if (absl::Status s = cluster.Start(dir.path(), {.num_workers = 1}); !s.ok()) {
+    Fail(std::string(s.message()));
+  }
+  int http_port = 0;
+  if (!absl::SimpleAtoi(
+          absl::StripAsciiWhitespace(testing::ReadFile(dir.path() + "/router-http.port")),
+          &http_port)) {
+    Fail("the router wrote no HTTP port");
+  }
+  const Workload workload = MakeWorkload("tiny");
+  auto channel = grpc::CreateChannel(cluster.router_address(), grpc::InsecureChannelCredentials());
+  auto router = pb::Router::NewStub(channel);
+  auto http = HttpClient(http_port);
+  // Wait until the router serves, then warm every path.
+  for (int tries = 0;; ++tries) {
+    auto result = http->Post("/v1/completions", workload.http[0], "application/json");
+    if (result && result->status == 200) break;
+    if (tries > 200) Fail("the router never became ready");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (int i = 0; i < kPrompts; ++i) {
+    GrpcGenerate(router.get(), workload.grpc[i]);
+    HttpGenerate(http.get(), workload.http[i]);
+    HttpGenerate(http.get(), workload.http_stream[i]);
+  }
+
+  // 1. Latency, one request at a time.
+  Progress(absl::StrCat(requests, " requests each way, interleaved"));
+  std::vector<double> grpc_s, http_s, sse_s;
+  for (int i = 0; i < requests; ++i) {
+    const int p = i % kPrompts;
+    absl::Time start = absl::Now();
+    GrpcGenerate(router.get(), workload.grpc[p]);
+    grpc_s.push_back(absl::ToDoubleSeconds(absl::Now() - start) * 1e6);
+    start = absl::Now();
+    HttpGenerate(http.get(), workload.http[p]);
+    http_s.push_back(absl::ToDoubleSeconds(absl::Now() - start) * 1e6);
+    start = absl::Now();
+    HttpGenerate(http.get(), workload.http_stream[p]);
+    sse_s.push_back(absl::ToDoubleSeconds(absl::Now() - start) * 1e6);
+  }
+  const double grpc_p50 = Percentile(grpc_s, 0.5), grpc_p99 = Percentile(grpc_s, 0.99);
+  const double http_p50 = Percentile(http_s, 0.5), http_p99 = Percentile(http_s, 0.99);
+  const double sse_p50 = Percentile(sse_s, 0.5), sse_p99 = Percentile(sse_s, 0.99);
+
+  // 2. Throughput with `clients` in flight.
+  const pid_t router_pid = cluster.router().pid();
+  Progress(absl::StrCat("gRPC, ", clients, " clients for ", absl::FormatDuration(duration)));
+  std::vector<std::unique_ptr<pb::Router::Stub>> stubs;
+  for (int t = 0; t < clients; ++t) {
+    // One channel per client, as separate HTTP connections are.
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt("kvc.client", t);
+    stubs.push_back(pb::Router::NewStub(grpc::CreateCustomChannel(
+        cluster.router_address(), grpc::InsecureChannelCredentials(), channel_args)));
+  }
+  const Throughput grpc_tp = Measure(clients, duration, router_pid, [&](int t, int i) {
+    GrpcGenerate(stubs[t].get(), workload.grpc[i % kPrompts]);
+  });
+  std::vector<std::unique_ptr<httplib::Client>> http_clients;
+  for (int t = 0; t < clients; ++t) http_clients.push_back(HttpClient(http_port));
+  Progress(absl::StrCat("HTTP, ", clients, " clients for ", absl::FormatDuration(duration)));
+  const Throughput http_tp = Measure(clients, duration, router_pid, [&](int t, int i) {
+    HttpGenerate(http_clients[t].get(), workload.http[i % kPrompts]);
+  });
+  Progress(
+      absl::StrCat("HTTP streaming, ", clients, " clients for ", absl::FormatDuration(duration)));
+  const Throughput sse_tp = Measure(clients, duration, router_pid, [&](int t, int i) {
+    HttpGenerate(http_clients[t].get(), workload.http_stream[i % kPrompts]);
+  });
+
+  const double added_p50 = http_p50 - grpc_p50, added_p99 = http_p99 - grpc_p99;
+  const double sse_added_p50 = sse_p50 - grpc_p50;
+  const double rate_ratio = http_tp.requests_per_s / grpc_tp.requests_per_s;
+  if (args.json) {
+    std::printf(
+        "{\"grpc_p50_us\": %.1f, \"grpc_p99_us\": %.1f, \"http_p50_us\": %.1f, "
+        "\"http_p99_us\": %.1f, \"http_stream_p50_us\": %.1f, \"http_stream_p99_us\": %.1f, "
+        "\"http_added_p50_us\": %.1f, \"http_added_p99_us\": %.1f, "
+        "\"http_stream_added_p50_us\": %.1f, \"clients\": %d, \"grpc_requests_per_s\": %.1f, "
+        "\"http_requests_per_s\": %.1f, \"http_stream_requests_per_s\": %.1f, "
+        "\"http_vs_grpc_rate_ratio\": %.3f, \"grpc_router_cpu_us_per_request\": %.1f, "
+        "\"http_router_cpu_us_per_request\": %.1f, "
+        "\"http_stream_router_cpu_us_per_request\": %.1f}\n",
+        grpc_p50, grpc_p99, http_p50, http_p99, sse_p50, sse_p99, added_p50, added_p99,
+        sse_added_p50, clients, grpc_tp.requests_per_s, http_tp.requests_per_s,
+        sse_tp.requests_per_s, rate_ratio, grpc_tp.router_cpu_us_per_request,
+        http_tp.router_cpu_us_per_request, sse_tp.router_cpu_us_per_request);
+  }
+  const std::string table = absl::StrFormat(
+      "| figure | gRPC Generate | HTTP /v1/completions | HTTP, stream=true |\n"
+      "|---|---|---|---|\n"
+      "| latency p50, one at a time | %.0f us | %.0f us | %.0f us |\n"
+      "| latency p99, one at a time | %.0f us | %.0f us | %.0f us |\n"
+      "| added over gRPC, p50 / p99 | | %.0f / %.0f us | %.0f / %.0f us |\n"
+      "| requests/s, %d clients | %.0f | %.0f (%.2fx) | %.0f (%.2fx) |\n"
+      "| router CPU per request, %d clients | %.0f us | %.0f us | %.0f us |\n",
+      grpc_p50, http_p50, sse_p50, grpc_p99, http_p99, sse_p99, added_p50, added_p99, sse_added_p50,
+      sse_p99 - grpc_p99, clients, grpc_tp.requests_per_s, http_tp.requests_per_s, rate_ratio,
+      sse_tp.requests_per_s, sse_tp.requests_per_s / grpc_tp.requests_per_s, clients,
+      grpc_tp.router_cpu_us_per_request, http_tp.router_cpu_us_per_request,
+      sse_tp.router_cpu_us_per_request);
+  if (!args.json) std::printf("%s", table.c_str());
+  if (!args.report.empty()) {
+    std::ofstream out(args.report);
+    out << "## http\n\nCommand: `scripts/bench http" << (args.quick ? " --quick" : "")
+        << (args.Value("--clients").empty() ? "" : " --clients " + args.Value("--clients"))
+        << "` (build/bin/kvc_bench_http)  \nCPU: " << CpuModelName() << ", "
+        << std::thread::hardware_concurrency()
+        << " threads, shared by the clients, the router and the worker  \n"
+        << "The same requests (64-token prompt as token ids, 1 output token, greedy, tiny model, "
+           "one worker) through the router's gRPC API and its OpenAI-compatible HTTP API. "
+           "Latency: "
+        << requests << " requests each way, one at a time, interleaved. Throughput: " << clients
+        << " client threads sending back to back for " << absl::FormatDuration(duration)
+        << " per path; router CPU from /proc.\n\n"
+        << table;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvc
+
+int main(int argc, char** argv) { return kvc::Main(argc, argv); }
