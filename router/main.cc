@@ -21,6 +21,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/block_hash.h"
@@ -105,6 +107,12 @@ int Main(int argc, char** argv) {
   // A write to an HTTP client that left fails with EPIPE instead of ending the process.
   std::signal(SIGPIPE, SIG_IGN);
   NormalizeFlagNames(argc, argv);
+  // --help lists the flags of this file (absl would look for a file named after the program).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "router/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "Routes requests to the worker that holds their prefix.\n"
       "  kvc-router --model DIR --workers HOST:PORT,... [--listen HOST:PORT] ...");
