@@ -1,5 +1,5 @@
 // The OpenAI-compatible API's requests: parsing and validating the JSON bodies of
-// /v1/completions and /v1/chat/completions, and the error shape every endpoint answers with.
+// /v1/completions and /v1/chat/completions.
 // Pure functions with no server, no router and no I/O, so that every field's rules are tested
 // on their own.
 //
@@ -13,29 +13,10 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "kvcluster/v1/kvcluster.pb.h"
+#include "router/openai_error.h"
 
 namespace kvc::router::openai {
-
-// An error as OpenAI's API answers it: HTTP status plus {"error": {message, type, param,
-// code}}. Empty param / code are written as null.
-struct ApiError {
-  int http_status = 400;
-  std::string message;
-  std::string type = "invalid_request_error";
-  std::string param;
-  std::string code;
-};
-
-// The JSON body of an error: {"error": {"message", "type", "param", "code"}}.
-std::string ErrorBody(const ApiError& error);
-
-// Maps a status from routing or from a worker onto the API's error: INVALID_ARGUMENT,
-// OUT_OF_RANGE and FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 413 (a prompt or request over
-// a limit), NOT_FOUND 404, UNAVAILABLE and CANCELLED 503 (no worker could serve it), anything
-// else 500 (a failure of the router or a worker itself, never of the input).
-ApiError ErrorFromStatus(const absl::Status& status);
 
 enum class Endpoint { kCompletions, kChatCompletions };
 
