@@ -57,6 +57,13 @@ Events ParseEvents(const std::string& raw) {
   return out;
 }
 
+// Complete events in a stream read so far (the last one may still be arriving).
+size_t CompleteEvents(const std::string& raw) {
+  size_t n = 0;
+  for (size_t at = raw.find("\n\n"); at != std::string::npos; at = raw.find("\n\n", at + 2)) ++n;
+  return n;
+}
+
 // Every error answers {"error": {"message", "type", "param", "code"}}.
 void ExpectErrorShape(const Reply& reply, const std::string& what) {
   ASSERT_TRUE(reply.body.is_object()) << what << ": " << reply.raw;
@@ -399,11 +406,10 @@ TEST_F(OpenAiApiTest, ClientDisconnectCancelsTheWorkerRequest) {
   const std::string body =
       R"({"model": "tiny", "prompt": "hello", "max_tokens": 3000, "ignore_eos": true)";
   // Streaming: the client reads a few chunks, then closes the connection.
-  const Reply streamed =
-      PostStream("/v1/completions", body + R"(, "stream": true})",
-                 [](const std::string& raw) { return ParseEvents(raw).events.size() < 3; });
+  const Reply streamed = PostStream("/v1/completions", body + R"(, "stream": true})",
+                                    [](const std::string& raw) { return CompleteEvents(raw) < 3; });
   EXPECT_EQ(streamed.status, 0) << "the client cancelled, so no complete response";
-  EXPECT_GE(ParseEvents(streamed.raw).events.size(), 3u);
+  EXPECT_GE(CompleteEvents(streamed.raw), 3u);
   EXPECT_TRUE(WorkerIdle(absl::Seconds(5))) << "the worker still runs the abandoned request";
   EXPECT_EQ(Metric("kvc_router_active_requests{worker=\"total\"}"), 0);
 
@@ -423,6 +429,32 @@ TEST_F(OpenAiApiTest, ClientDisconnectCancelsTheWorkerRequest) {
       Completion(
           R"({"model": "tiny", "prompt": "hi", "max_tokens": 2})")["usage"]["completion_tokens"],
       2);
+}
+
+TEST_F(OpenAiApiTest, WorkerLostMidStreamEndsTheStreamWithAnError) {
+  Start({.num_workers = 1, .worker_flags = {"--no-kv-cache"}});
+  bool killed = false;
+  const Reply streamed =
+      PostStream("/v1/completions",
+                 R"({"model": "tiny", "prompt": "hello", "max_tokens": 3000, "ignore_eos": true,
+          "stream": true})",
+                 [&](const std::string& raw) {
+                   if (!killed && CompleteEvents(raw) >= 3) {
+                     cluster_.worker(0).Kill();
+                     killed = true;
+                   }
+                   return true;
+                 });
+  ASSERT_TRUE(killed);
+  EXPECT_EQ(streamed.status, 200);  // the status went out with the first chunk
+  const Events events = ParseEvents(streamed.raw);
+  EXPECT_TRUE(events.done);
+  ASSERT_FALSE(events.events.empty());
+  const Json& last = events.events.back();
+  ASSERT_TRUE(last.contains("error")) << last.dump();
+  EXPECT_TRUE(absl::StrContains(last["error"]["message"].get<std::string>(), "after streaming"))
+      << last.dump();
+  EXPECT_EQ(Metric("kvc_router_http_requests_in_flight"), 0);
 }
 
 TEST_F(OpenAiApiTest, OverTheRequestLimitIs429) {
