@@ -263,6 +263,77 @@ TEST_F(OpenAiApiTest, StreamingChunksConcatenateToTheWholeResponse) {
   EXPECT_EQ(Metric("kvc_router_http_requests_in_flight"), 0);
 }
 
+// A chat template in the manner of Llama 3's: BOS, each message under a role header and closed
+// with EOS, then the assistant's header; roles must alternate after an optional system message.
+constexpr char kChatTemplate[] =
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' and not loop.first %}"
+    "{{ raise_exception('The system message must come first.') }}{% endif %}"
+    "<|{{ message['role'] }}|>\n{{ message['content'] | trim }}{{ eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+
+TEST_F(OpenAiApiTest, ChatStreamsTheWholeAnswerAndARepeatHitsTheCache) {
+  const std::string template_file = dir_.path() + "/chat.jinja";
+  std::ofstream(template_file) << kChatTemplate;
+  Start({.num_workers = 1, .router_flags = {"--chat-template", template_file}});
+  std::string system = "You are a careful assistant.";
+  for (int i = 0; i < 12; ++i) absl::StrAppend(&system, " Rule ", i, ": answer briefly.");
+  const std::string request =
+      absl::StrCat(R"({"model": "tiny", "messages": [{"role": "system", "content": ")", system,
+                   R"("}, {"role": "user", "content": "What is the capital of France?"}],
+          "max_tokens": 20, "temperature": 0, "ignore_eos": true, "logprobs": true)");
+
+  const Reply first = Post("/v1/chat/completions", request + "}");
+  ASSERT_EQ(first.status, 200) << first.raw;
+  EXPECT_EQ(first.body["object"], "chat.completion");
+  EXPECT_TRUE(absl::StartsWith(first.body["id"].get<std::string>(), "chatcmpl-"));
+  const Json& message = first.body["choices"][0]["message"];
+  EXPECT_EQ(message["role"], "assistant");
+  EXPECT_EQ(first.body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(first.body["choices"][0]["logprobs"]["content"].size(), 20u);
+  const int prompt_tokens = first.body["usage"]["prompt_tokens"];
+  EXPECT_GT(prompt_tokens, 64);
+  EXPECT_EQ(first.body["usage"]["completion_tokens"], 20);
+
+  // The same conversation again: its prompt's full blocks (all but the one holding the last
+  // prompt token, which the worker always recomputes) come from the worker's cache.
+  const Reply second = Post("/v1/chat/completions", request + "}");
+  ASSERT_EQ(second.status, 200) << second.raw;
+  EXPECT_EQ(second.body["choices"][0]["message"]["content"], message["content"]);
+  EXPECT_EQ(second.body["usage"]["prompt_tokens"], prompt_tokens);
+  EXPECT_EQ(second.body["usage"]["prompt_tokens_details"]["cached_tokens"],
+            (prompt_tokens - 1) / 16 * 16);
+
+  const Reply streamed =
+      PostStream("/v1/chat/completions",
+                 request + R"(, "stream": true, "stream_options": {"include_usage": true}})");
+  ASSERT_EQ(streamed.status, 200) << streamed.raw;
+  const Events events = ParseEvents(streamed.raw);
+  EXPECT_TRUE(events.done);
+  ASSERT_GE(events.events.size(), 3u);
+  EXPECT_EQ(events.events[0]["object"], "chat.completion.chunk");
+  EXPECT_EQ(events.events[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string content;
+  size_t logprobs = 0;
+  for (size_t i = 0; i + 1 < events.events.size(); ++i) {
+    const Json& choice = events.events[i]["choices"][0];
+    if (choice["delta"].contains("content")) content += choice["delta"]["content"];
+    if (!choice["logprobs"].is_null()) logprobs += choice["logprobs"]["content"].size();
+  }
+  EXPECT_EQ(content, message["content"].get<std::string>());
+  EXPECT_EQ(logprobs, 20u);
+  EXPECT_EQ(events.events.back()["usage"], second.body["usage"]);
+
+  // The template's own objection is the client's error.
+  const Reply refused = Post("/v1/chat/completions", R"({"model": "tiny", "messages": [
+      {"role": "user", "content": "hi"}, {"role": "system", "content": "late"}]})");
+  EXPECT_EQ(refused.status, 400) << refused.raw;
+  ExpectErrorShape(refused, "template error");
+  EXPECT_TRUE(
+      absl::StrContains(refused.body["error"]["message"].get<std::string>(), "must come first"))
+      << refused.raw;
+}
+
 TEST_F(OpenAiApiTest, BadRequestsGetTheirStatusAndOpenAisErrorShape) {
   Start({.num_workers = 1, .router_flags = {"--http-max-body", "64KiB"}});
   struct Case {
