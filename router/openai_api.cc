@@ -41,6 +41,39 @@ ApiError ShuttingDown() {
                   .code = "service_unavailable"};
 }
 
+// The generation budget within the context the chosen worker reports: the client's
+// max_tokens, or the default (chat: the rest of the context; completions: 16, shrunk to fit).
+// 413 for a prompt that fills the context, 400 for a max_tokens past it.
+std::optional<ApiError> FitContext(const Request& request, const RouteDecision& decision,
+                                   int32_t* max_tokens) {
+  *max_tokens = request.max_tokens.value_or(kDefaultCompletionMaxTokens);
+  const uint32_t max_context =
+      decision.candidates.front().worker->Status().info().max_context_tokens();
+  const uint32_t prompt_tokens = decision.prompt_tokens;
+  if (max_context == 0 || prompt_tokens == 0) return std::nullopt;  // unknown: workers judge
+  const bool chat = request.endpoint == Endpoint::kChatCompletions;
+  if (prompt_tokens >= max_context) {
+    return ApiError{.http_status = 413,
+                    .message = absl::StrCat("This model's maximum context length is ", max_context,
+                                            " tokens; the prompt has ", prompt_tokens, "."),
+                    .param = chat ? "messages" : "prompt",
+                    .code = "context_length_exceeded"};
+  }
+  const int64_t room = static_cast<int64_t>(max_context) - prompt_tokens;
+  if (!request.max_tokens) {
+    *max_tokens = chat ? static_cast<int32_t>(room)
+                       : static_cast<int32_t>(std::min<int64_t>(*max_tokens, room));
+  } else if (*request.max_tokens > room) {
+    return ApiError{.http_status = 400,
+                    .message = absl::StrCat("This model's maximum context length is ", max_context,
+                                            " tokens; the prompt has ", prompt_tokens,
+                                            " and max_tokens asks ", *request.max_tokens, " more."),
+                    .param = "max_tokens",
+                    .code = "context_length_exceeded"};
+  }
+  return std::nullopt;
+}
+
 // Compares without returning early, so that the time taken does not reveal the key.
 bool SameSecret(const std::string& given, const std::string& expected) {
   unsigned char difference = given.size() == expected.size() ? 0 : 1;
@@ -301,37 +334,9 @@ void OpenAiApi::Generate(const httplib::Request& http_request, httplib::Response
   absl::StatusOr<RouteDecision> decision = router_->Decide(generate);
   if (!decision.ok()) return Reply(http_response, ErrorFromStatus(decision.status()));
 
-  // The context limit, as the chosen worker reports it.
-  const uint32_t max_context =
-      decision->candidates.front().worker->Status().info().max_context_tokens();
-  const uint32_t prompt_tokens = decision->prompt_tokens;
-  int32_t max_tokens = request.max_tokens.value_or(kDefaultCompletionMaxTokens);
-  if (max_context > 0 && prompt_tokens > 0) {
-    if (prompt_tokens >= max_context) {
-      return Reply(
-          http_response,
-          ApiError{.http_status = 413,
-                   .message = absl::StrCat("This model's maximum context length is ", max_context,
-                                           " tokens; the prompt has ", prompt_tokens, "."),
-                   .param = endpoint == Endpoint::kCompletions ? "prompt" : "messages",
-                   .code = "context_length_exceeded"});
-    }
-    const int64_t room = static_cast<int64_t>(max_context) - prompt_tokens;
-    if (!request.max_tokens) {
-      // Chat generates up to the end of the context by default; completions' 16 shrink to fit.
-      max_tokens = endpoint == Endpoint::kChatCompletions
-                       ? static_cast<int32_t>(room)
-                       : static_cast<int32_t>(std::min<int64_t>(max_tokens, room));
-    } else if (*request.max_tokens > room) {
-      return Reply(
-          http_response,
-          ApiError{.http_status = 400,
-                   .message = absl::StrCat("This model's maximum context length is ", max_context,
-                                           " tokens; the prompt has ", prompt_tokens,
-                                           " and max_tokens asks ", *request.max_tokens, " more."),
-                   .param = "max_tokens",
-                   .code = "context_length_exceeded"});
-    }
+  int32_t max_tokens = 0;
+  if (std::optional<ApiError> error = FitContext(request, *decision, &max_tokens)) {
+    return Reply(http_response, *error);
   }
   generate.mutable_sampling()->set_max_tokens(max_tokens);
   if (decision->rewritten) decision->rewritten->mutable_sampling()->set_max_tokens(max_tokens);
