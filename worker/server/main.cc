@@ -32,6 +32,9 @@
 #include "common/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
 #include "worker/backend/sim/sim_backend.h"
+#if KVC_HAVE_CUDA
+#include "worker/backend/cuda/cuda_backend.h"
+#endif
 #include "worker/model/config.h"
 #include "worker/model/loader.h"
 #include "worker/server/engine_loop.h"
@@ -42,7 +45,8 @@ ABSL_FLAG(std::string, model, "",
           "Model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json). "
           "The sim backend reads config.json (and tokenizer.json when present) only.");
 ABSL_FLAG(std::string, backend, "cpu",
-          "Forward-pass backend: cpu (real math on this machine's CPU) or sim (no math: every "
+          "Forward-pass backend: cpu (real math on this machine's CPU), cuda (real math on an "
+          "NVIDIA GPU, --cuda-device; needs a build with nvcc) or sim (no math: every "
           "step sleeps for the time the --sim-profile GPU would take, divided by --sim-speedup; "
           "tokens are synthetic; the real engine, cache and KV events; no K/V memory is "
           "allocated, --kv-cache-memory only sets the capacity).");
@@ -54,6 +58,7 @@ ABSL_FLAG(std::string, sim_profile, "",
 ABSL_FLAG(double, sim_speedup, 1.0,
           "sim backend: run this many times faster than the modelled GPU (a step's wall time "
           "is its modelled time / X); > 0.");
+ABSL_FLAG(int32_t, cuda_device, 0, "cuda backend: the CUDA device ordinal to run on.");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "host:port of the gRPC server; port 0 picks a free port (printed at start).");
 ABSL_FLAG(std::string, worker_id, "", "Name reported to the router; default: host:port.");
@@ -65,8 +70,10 @@ ABSL_FLAG(uint64_t, hash_seed, kvc::kDefaultHashSeed, "Seed of the block hashes.
 ABSL_FLAG(std::string, kv_cache_memory, "",
           "KV cache size in bytes (suffixes KiB, MiB, GiB, KB, MB, GB); default: "
           "--kv-cache-fraction of the memory available after loading the weights.");
-ABSL_FLAG(double, kv_cache_fraction, 0.3,
-          "Share of available memory for the KV cache when --kv-cache-memory is not given.");
+ABSL_FLAG(double, kv_cache_fraction, 0,
+          "Share of available memory for the KV cache when --kv-cache-memory is not given: of "
+          "the host's available memory (cpu, sim; 0 means 0.3), or of the GPU memory free after "
+          "the weights (cuda; 0 means 0.9).");
 ABSL_FLAG(int32_t, max_num_seqs, 64, "Most sequences in one forward step.");
 ABSL_FLAG(int32_t, max_num_batched_tokens, 2048,
           "Most new tokens in one forward step (long prompts are prefilled in chunks).");
@@ -136,6 +143,38 @@ std::unique_ptr<backend::Backend> MakeCpuBackend(const model::ModelWeights& weig
   return *std::move(backend);
 }
 
+// num_blocks 0 in kv_cache: the backend sizes the pool from the GPU's free memory.
+std::unique_ptr<backend::Backend> MakeCudaBackend(const model::ModelWeights& weights,
+                                                  const backend::KvCacheOptions& kv_cache) {
+#if KVC_HAVE_CUDA
+  backend::CudaBackendOptions options;
+  options.kv_cache = kv_cache;
+  const double fraction = absl::GetFlag(FLAGS_kv_cache_fraction);
+  options.kv_cache_fraction = fraction == 0 ? 0.9 : fraction;
+  options.device = absl::GetFlag(FLAGS_cuda_device);
+  options.max_batch_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  options.max_batch_sequences = absl::GetFlag(FLAGS_max_num_seqs);
+  options.max_graph_batch = absl::GetFlag(FLAGS_max_num_seqs);
+  options.progress = [last_progress = absl::InfinitePast()](uint64_t done, uint64_t total) mutable {
+    if (absl::Now() - last_progress < absl::Milliseconds(500) && done != total) return;
+    last_progress = absl::Now();
+    Log(absl::StrCat("uploading weights to the GPU: ", FormatBytes(done), " / ",
+                     FormatBytes(total)));
+  };
+  options.log = [](const std::string& line) { Log(absl::StrCat("cuda: ", line)); };
+  Log(absl::StrCat("cuda backend on ", backend::CudaDeviceDescription(options.device)));
+  auto backend = backend::CreateCudaBackend(weights, options);
+  if (!backend.ok()) Fail(absl::StrCat("cannot start backend: ", backend.status().ToString()));
+  return *std::move(backend);
+#else
+  (void)weights;
+  (void)kv_cache;
+  Fail(
+      "--backend cuda: this kvc-worker was built without the CUDA backend (nvcc was not found "
+      "when the build was configured; KVC_CUDA=ON makes that an error)");
+#endif
+}
+
 std::unique_ptr<backend::Backend> MakeSimBackend(const model::ModelConfig& config,
                                                  const backend::KvCacheOptions& kv_cache) {
   backend::SimBackendOptions options;
@@ -167,16 +206,24 @@ int Main(int argc, char** argv) {
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) Fail("--model is required (a Hugging Face model directory)");
   const std::string backend_name = absl::GetFlag(FLAGS_backend);
-  if (backend_name != "cpu" && backend_name != "sim") {
-    Fail(absl::StrCat("unknown --backend '", backend_name, "' (available: cpu, sim)"));
+  if (backend_name != "cpu" && backend_name != "sim" && backend_name != "cuda") {
+    Fail(absl::StrCat("unknown --backend '", backend_name, "' (available: cpu, cuda, sim)"));
   }
+#if KVC_HAVE_CUDA
+  // Before reading gigabytes of weights: is there a GPU to put them on?
+  if (backend_name == "cuda") {
+    if (absl::Status s = backend::CudaDeviceStatus(absl::GetFlag(FLAGS_cuda_device)); !s.ok()) {
+      Fail(absl::StrCat("--backend cuda: ", s.message()));
+    }
+  }
+#endif
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (block_size <= 0 || block_size > 1024) Fail("--block-size must be in [1, 1024]");
 
-  // cpu: the weights (and their config); sim: the config alone.
+  // cpu, cuda: the weights (and their config); sim: the config alone.
   std::optional<model::ModelWeights> weights;
   model::ModelConfig config;
-  if (backend_name == "cpu") {
+  if (backend_name != "sim") {
     weights = LoadWeights(model_dir);
     config = weights->config;
   } else {
@@ -203,29 +250,36 @@ int Main(int argc, char** argv) {
   const uint64_t bytes_per_token = config.KvBytesPerToken(kv_cache.dtype);
   const uint64_t bytes_per_block = bytes_per_token * block_size;
   uint64_t kv_bytes = 0;
+  // cuda without --kv-cache-memory: the backend sizes the pool once the weights are on the GPU.
+  const bool sized_by_gpu = backend_name == "cuda" && absl::GetFlag(FLAGS_kv_cache_memory).empty();
   if (!absl::GetFlag(FLAGS_kv_cache_memory).empty()) {
     auto parsed = ParseByteSize(absl::GetFlag(FLAGS_kv_cache_memory));
     if (!parsed.ok()) Fail(absl::StrCat("--kv-cache-memory: ", parsed.status().message()));
     kv_bytes = *parsed;
-  } else {
-    const double fraction = absl::GetFlag(FLAGS_kv_cache_fraction);
+  } else if (!sized_by_gpu) {
+    const double flag = absl::GetFlag(FLAGS_kv_cache_fraction);
+    const double fraction = flag == 0 ? 0.3 : flag;
     if (!(fraction > 0 && fraction <= 1)) Fail("--kv-cache-fraction must be in (0, 1]");
     kv_bytes = static_cast<uint64_t>(MemAvailableBytes() * fraction);
   }
   const uint64_t num_blocks = kv_bytes / bytes_per_block;
-  if (num_blocks < 2) {
+  if (num_blocks < 2 && !sized_by_gpu) {
     Fail(absl::StrCat("the KV cache of ", FormatBytes(kv_bytes), " holds ", num_blocks,
                       " blocks of ", FormatBytes(bytes_per_block), "; give more memory"));
   }
   kv_cache.num_blocks = static_cast<int>(std::min<uint64_t>(num_blocks, 1 << 30));
-  Log(absl::StrCat("KV cache: ", kv_cache.num_blocks, " blocks of ", block_size,
-                   " tokens = ", static_cast<uint64_t>(kv_cache.num_blocks) * block_size,
-                   " tokens, ", FormatBytes(num_blocks * bytes_per_block), " (",
-                   FormatBytes(bytes_per_token), " per token: 2 x ", config.num_layers,
-                   " layers x ", config.num_kv_heads, " KV heads x ", config.head_dim, " x dtype)",
-                   backend_name == "sim" ? ", not allocated (sim)" : ""));
+  if (!sized_by_gpu) {
+    Log(absl::StrCat("KV cache: ", kv_cache.num_blocks, " blocks of ", block_size,
+                     " tokens = ", static_cast<uint64_t>(kv_cache.num_blocks) * block_size,
+                     " tokens, ", FormatBytes(num_blocks * bytes_per_block), " (",
+                     FormatBytes(bytes_per_token), " per token: 2 x ", config.num_layers,
+                     " layers x ", config.num_kv_heads, " KV heads x ", config.head_dim,
+                     " x dtype)", backend_name == "sim" ? ", not allocated (sim)" : ""));
+  }
   std::unique_ptr<backend::Backend> backend =
-      backend_name == "cpu" ? MakeCpuBackend(*weights, kv_cache) : MakeSimBackend(config, kv_cache);
+      backend_name == "cpu"    ? MakeCpuBackend(*weights, kv_cache)
+      : backend_name == "cuda" ? MakeCudaBackend(*weights, kv_cache)
+                               : MakeSimBackend(config, kv_cache);
 
   const uint64_t epoch = RandomEpoch();
   engine::EngineOptions engine_options;
