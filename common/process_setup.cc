@@ -1,5 +1,6 @@
 #include "common/process_setup.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -20,8 +21,20 @@ sigset_t TerminationSignalSet() {
 
 }  // namespace
 
+void TuneMallocForServing() {
+  // glibc returns freed heap memory to the kernel as soon as 128 KiB sit free at the top of
+  // the heap, and serves blocks from 128 KiB up (a threshold that grows dynamically) with
+  // mmap. A server that allocates and frees message buffers of tens of KiB per request then
+  // pays page faults and zeroing on every request: with a 4096-token Route call that was a
+  // quarter of the router's CPU time. Keep up to 128 MiB of freed heap, and map only
+  // blocks of 16 MiB or more (a 4-million-token prompt) directly.
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+}
+
 void PrepareServerProcess() {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  TuneMallocForServing();
   const sigset_t signals = TerminationSignalSet();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }

@@ -91,6 +91,7 @@ int Main(int argc, char** argv) {
       ParseBenchArgs(argc, argv, {}, "kvc_bench_router [--json] [--report FILE] [--quick]");
   const bool json = args.json, quick = args.quick;
   const std::string& report = args.report;
+  TuneMallocForServing();  // the client's gRPC buffers, as in the servers
   const int requests = quick ? 300 : 2000;
   testing::TempDir dir;
 
