@@ -10,7 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "router/http_connection.h"
 #include "router/openai_response.h"
@@ -158,7 +158,11 @@ OpenAiApi::OpenAiApi(const Router* router, const Tokenizer* tokenizer, const Cha
                      ApiOptions options)
     : router_(router), tokenizer_(tokenizer), chat_(chat), options_(std::move(options)) {}
 
-void OpenAiApi::Stop() { stopping_.store(true); }
+void OpenAiApi::Stop(absl::Duration grace) {
+  stopping_.store(true);
+  const absl::Time deadline = absl::Now() + grace;
+  while (in_flight() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+}
 
 bool OpenAiApi::KnownModel(const std::string& name) const {
   return name == router_->config().model_identity ||
@@ -402,6 +406,14 @@ bool OpenAiApi::StreamStep(Stream& stream, httplib::DataSink& sink) {
     sink.done();
     return true;
   }
+  if (stopping_.load()) {
+    // Ends the stream well-formed, before the server stops calling this.
+    const std::string events = ResponseBuilder::StreamError(ShuttingDown());
+    stream.done = true;
+    if (!sink.write(events.data(), events.size())) return false;
+    sink.done();
+    return true;
+  }
   std::string events;
   std::optional<ApiError> failure;
   pb::GenerateResponse message;
@@ -418,7 +430,7 @@ bool OpenAiApi::StreamStep(Stream& stream, httplib::DataSink& sink) {
       absl::StrAppend(&events, stream.builder->StreamEvents(message, &failure));
       have_message = false;
       if (failure) {
-        events = ResponseBuilder::StreamError(*failure);
+        absl::StrAppend(&events, ResponseBuilder::StreamError(*failure));
         stream.done = true;
         break;
       }

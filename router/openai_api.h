@@ -61,9 +61,10 @@ class OpenAiApi {
   // Serves the API's routes on `server`; sets its pre-routing handler (auth, CORS).
   void Register(httplib::Server* server);
 
-  // Requests still waiting for workers end (their worker requests cancelled) within a poll
-  // interval; new ones get 503.
-  void Stop();
+  // Requests in flight end with a 503 error (an error event when streaming), their worker
+  // requests cancelled, within a poll interval; new ones get 503. Waits up to `grace` for
+  // them to finish answering.
+  void Stop(absl::Duration grace = absl::Seconds(2));
 
   // Generation requests in flight over HTTP.
   int in_flight() const { return in_flight_.load(std::memory_order_relaxed); }

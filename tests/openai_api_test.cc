@@ -528,6 +528,30 @@ TEST_F(OpenAiApiTest, WorkerLostMidStreamEndsTheStreamWithAnError) {
   EXPECT_EQ(Metric("kvc_router_http_requests_in_flight"), 0);
 }
 
+TEST_F(OpenAiApiTest, ShutdownEndsStreamsWellFormed) {
+  Start({.num_workers = 1, .worker_flags = {"--no-kv-cache"}});
+  int exit_status = -2;
+  std::thread stopper;
+  const Reply streamed = PostStream(
+      "/v1/completions",
+      R"({"model": "tiny", "prompt": "hello", "max_tokens": 3000, "ignore_eos": true,
+          "stream": true})",
+      [&](const std::string& raw) {
+        if (!stopper.joinable() && CompleteEvents(raw) >= 2) {
+          // SIGTERM, then wait for the exit.
+          stopper = std::thread([&] { exit_status = cluster_.router().Stop(absl::Seconds(10)); });
+        }
+        return true;
+      });
+  ASSERT_TRUE(stopper.joinable());
+  stopper.join();
+  EXPECT_EQ(exit_status, 0) << "the router did not exit cleanly on SIGTERM";
+  const Events events = ParseEvents(streamed.raw);
+  EXPECT_TRUE(events.done);
+  ASSERT_FALSE(events.events.empty());
+  EXPECT_TRUE(events.events.back().contains("error")) << events.events.back().dump();
+}
+
 TEST_F(OpenAiApiTest, OverTheRequestLimitIs429) {
   Start({.num_workers = 1,
          .worker_flags = {"--no-kv-cache"},
