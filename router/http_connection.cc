@@ -51,10 +51,11 @@ bool IsConnection(int fd, const std::string& peer_address, int peer_port, int lo
 
 }  // namespace
 
-ClientConnection::ClientConnection(const std::string& peer_address, int peer_port, int local_port) {
+void ClientConnection::Find() {
+  looked_up_ = true;
   // A keep-alive connection's requests are all served by one thread: try its last socket first.
   thread_local int last_fd = -1;
-  if (last_fd >= 0 && IsConnection(last_fd, peer_address, peer_port, local_port)) {
+  if (last_fd >= 0 && IsConnection(last_fd, peer_address_, peer_port_, local_port_)) {
     fd_ = last_fd;
     return;
   }
@@ -65,7 +66,7 @@ ClientConnection::ClientConnection(const std::string& peer_address, int peer_por
     if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
     const int fd = std::atoi(entry->d_name);
     if (fd == own_fd) continue;
-    if (IsConnection(fd, peer_address, peer_port, local_port)) {
+    if (IsConnection(fd, peer_address_, peer_port_, local_port_)) {
       fd_ = fd;
       break;
     }
@@ -74,7 +75,8 @@ ClientConnection::ClientConnection(const std::string& peer_address, int peer_por
   if (fd_ >= 0) last_fd = fd_;
 }
 
-bool ClientConnection::Open() const {
+bool ClientConnection::Open() {
+  if (!looked_up_) Find();
   if (fd_ < 0) return true;
   char byte;
   const ssize_t n = recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);

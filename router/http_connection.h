@@ -9,26 +9,35 @@
 // A client that half-closes its sending side after the request (shutdown(SHUT_WR), which
 // common HTTP clients do not do) looks gone too.
 //
-// Thread-safety: a ClientConnection is used by the thread that serves the request. The socket
+// Thread-safety: not thread-safe; a ClientConnection is used by the thread that serves the
+// request. The socket
 // stays the request's while the handler runs: cpp-httplib closes it only afterwards.
 #ifndef KVCLUSTER_ROUTER_HTTP_CONNECTION_H_
 #define KVCLUSTER_ROUTER_HTTP_CONNECTION_H_
 
 #include <string>
+#include <utility>
 
 namespace kvc::router {
 
 class ClientConnection {
  public:
-  // The connection with this peer address and port on local port `local_port`; an unknown one
-  // (never reported gone) when no such socket is found.
-  ClientConnection(const std::string& peer_address, int peer_port, int local_port);
+  // The connection with this peer address and port on local port `local_port`. The socket is
+  // looked up on the first Open(), so requests answered quickly never pay for it; an unknown
+  // one (no such socket) is never reported gone.
+  ClientConnection(std::string peer_address, int peer_port, int local_port)
+      : peer_address_(std::move(peer_address)), peer_port_(peer_port), local_port_(local_port) {}
 
   // False once the peer closed or reset the connection.
-  bool Open() const;
-  bool found() const { return fd_ >= 0; }
+  bool Open();
 
  private:
+  void Find();
+
+  std::string peer_address_;
+  int peer_port_;
+  int local_port_;
+  bool looked_up_ = false;
   int fd_ = -1;
 };
 
