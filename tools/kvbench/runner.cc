@@ -347,6 +347,10 @@ absl::StatusOr<ClusterInfo> QueryCluster(const std::string& router, absl::Durati
                                   ? std::min(info.max_context_tokens, w.max_context_tokens())
                                   : w.max_context_tokens();
     info.block_size = w.hash().block_size();
+    info.capacity_blocks = info.capacity_blocks
+                               ? std::min<uint64_t>(info.capacity_blocks, w.capacity_blocks())
+                               : w.capacity_blocks();
+    info.kv_bytes_per_token = w.kv_bytes_per_token();
     info.backend = w.backend();
     info.model_name = w.model_name();
   }

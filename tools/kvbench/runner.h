@@ -29,6 +29,9 @@ struct ClusterInfo {
   uint32_t vocab_size = 0;
   uint32_t max_context_tokens = 0;
   uint32_t block_size = 0;
+  // The smallest KV capacity among them, in blocks, and the KV bytes per token.
+  uint64_t capacity_blocks = 0;
+  uint64_t kv_bytes_per_token = 0;
   std::string backend;
   std::string model_name;
 };
