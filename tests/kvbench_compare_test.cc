@@ -1,8 +1,9 @@
-// kvbench compare end to end: real kvc-router and kvc-worker processes started through
-// scripts/cluster, a shared-prefix workload sent under the kv and round-robin policies, and
-// the report it writes. kv routing must find more of the prompts in the cache than
-// round-robin: each group's system prompt is computed once instead of on every worker, and a
-// user's next turn goes where the previous one is cached.
+// kvbench compare end to end: real kvc-router and kvc-worker processes (the sim backend: the
+// real engine, cache and KV events without the math) started through scripts/cluster, a
+// shared-prefix workload sent under the kv and round-robin policies, and the report it writes. kv
+// routing must find more of the prompts in the cache than round-robin: each group's system prompt
+// is computed once instead of on every worker, and a user's next turn goes where the previous one
+// is cached.
 #include <gtest/gtest.h>
 
 #include <filesystem>
