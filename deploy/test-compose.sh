@@ -299,7 +299,8 @@ wait_cluster 2 60
 out=$(kvc generate --prompt "back again" --max-tokens 4 2>&1) || fail "generate after restart: $out"
 done_step "restarted once, healthy, READY again"
 
-if docker run --rm "$image" kvc-worker --help 2>&1 | grep -q -- '--sim-speedup'; then
+worker_flags=$(docker run --rm "$image" kvc-worker --helpfull 2>&1 || true)
+if grep -q -- '--sim_speedup' <<<"$worker_flags"; then
   step "sim workers: --profile sim --scale sim-worker=3"
   # Only the sim-worker service: the killed cpu worker stays down.
   timeout 120 "${compose[@]}" --profile sim up -d --no-build --no-deps --scale sim-worker=3 \
@@ -307,11 +308,17 @@ if docker run --rm "$image" kvc-worker --help 2>&1 | grep -q -- '--sim-speedup';
   wait_cluster 5 90
   sims=$(kvc workers --json | py 'sum(w.get("info", {}).get("backend") == "sim" for w in d["workers"])')
   [[ $sims == 3 ]] || fail "the router lists $sims sim workers, want 3"
-  for user in hal ida jo kim; do
-    kvc generate --max-tokens 4 --prompt "$system
-$user: on the simulated cluster." >/dev/null 2>&1 || fail "generate on the mixed cluster ($user)"
+  # Prompts with prefixes no worker holds yet: the router spreads them, sim workers included.
+  for topic in glacier ferry orchard lighthouse quarry vineyard harbour meadow; do
+    kvc generate --max-tokens 4 --prompt "A new conversation about the $topic: describe the \
+$topic at dawn, then the people who work at the $topic, then what the $topic sounds like." \
+      >/dev/null 2>&1 || fail "generate on the mixed cluster ($topic)"
   done
-  done_step "router lists 2 cpu + 3 sim workers; requests succeed"
+  sim_addresses=$(kvc workers --json |
+    py '" ".join(w["address"] for w in d["workers"] if w.get("info", {}).get("backend") == "sim")')
+  sim_served=$(kvc stats --json | py "sum(int(w.get('requests', 0)) for w in d['workers'] if w['address'] in '$sim_addresses'.split())")
+  ((sim_served > 0)) || fail "no request went to a sim worker"
+  done_step "router lists 2 cpu + 3 sim workers; 8 new prefixes served, $sim_served by sim workers"
 else
   deploy_log "kvc-worker has no sim backend in this build: sim profile checked by config only"
 fi
