@@ -439,6 +439,7 @@ absl::Status CudaModel::CopyKvBlock(int src, int dst) {
   if (src < 0 || src >= kv_options_.num_blocks || dst < 0 || dst >= kv_options_.num_blocks) {
     return absl::InvalidArgumentError("block out of range");
   }
+  if (src == dst) return absl::OkStatus();
   KVC_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   const size_t bytes = KvBlockBytes();
   for (const PagedKv& kv : kv_layers_) {

@@ -199,13 +199,13 @@ cudaError_t LaunchPagedPrefill(const AttentionParams& params, const PagedKv& kv,
   const int head_chunks = (group + HeadsPerBlock(group) - 1) / HeadsPerBlock(group);
   if (kv.num_kv_heads * head_chunks > 65535) return cudaErrorInvalidValue;
   const size_t smem = PrefillSharedFloats(kv.head_dim) * sizeof(float);
-  // Above 48 KB a kernel must opt in; the attribute is per function and cheap to set again.
-  if (smem > 48 * 1024) {
-    if (cudaError_t e = cudaFuncSetAttribute(
-            PagedPrefillKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-        e != cudaSuccess) {
-      return e;
-    }
+  // Above 48 KB a kernel must opt in. The attribute belongs to the function, shared by every
+  // caller, so it is always set to what the largest head size needs (the same value each time).
+  const int most = int(PrefillSharedFloats(kMaxHeadDim) * sizeof(float));
+  if (cudaError_t e = cudaFuncSetAttribute(PagedPrefillKernel,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, most);
+      e != cudaSuccess) {
+    return e;
   }
   const dim3 grid(unsigned(num_tiles), unsigned(kv.num_kv_heads * head_chunks));
   PagedPrefillKernel<<<grid, kPrefillThreads, smem, stream>>>(params, kv, tiles, head_chunks);
