@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 #include "worker/backend/cpu/test_model.h"
 #include "worker/backend/cuda/cuda_test_util.h"
 #include "worker/engine/sampler.h"
+#include "worker/model/dtype_convert.h"
 #include "worker/model/presets.h"
 
 namespace kvc::backend {
@@ -92,6 +94,32 @@ std::vector<ForwardBatch> MixedSteps(int vocab) {
   return {first, second};
 }
 
+// `w` with every matrix (embeddings, projections, lm_head) stored as bf16, rounded to nearest
+// even; norm weights and biases as they are. A tied lm_head stays tied.
+model::ModelWeights MatricesAsBf16(const model::ModelWeights& w) {
+  auto buffers = std::make_shared<std::vector<std::vector<uint16_t>>>();
+  buffers->reserve(2 + 7 * w.layers.size());
+  const auto round = [&](const model::TensorView& t) {
+    std::vector<uint16_t>& out = buffers->emplace_back(size_t(t.numel()));
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      out[i] = model::FloatToBF16(model::LoadAsFloat(t.data, t.dtype, i));
+    }
+    return model::TensorView{.data = out.data(), .dtype = DType::kBF16, .shape = t.shape};
+  };
+  model::ModelWeights r = w;
+  r.embed_tokens = round(w.embed_tokens);
+  r.lm_head = w.lm_head.data == w.embed_tokens.data ? r.embed_tokens : round(w.lm_head);
+  for (model::LayerWeights& l : r.layers) {
+    for (model::TensorView* t :
+         {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+      *t = round(*t);
+    }
+  }
+  r.storage = std::make_shared<std::pair<std::shared_ptr<const void>, decltype(buffers)>>(w.storage,
+                                                                                          buffers);
+  return r;
+}
+
 struct Variant {
   std::string name;
   Architecture arch;
@@ -124,16 +152,15 @@ ModelConfig VariantConfig(const Variant& v) {
 class CudaVsCpuTest : public ::testing::TestWithParam<Variant> {};
 
 // Every logits row of the mixed batch agrees with the CPU backend's. f32 models go to the GPU
-// as stored (converted to bf16 there) and to the CPU already rounded to bf16, so both run the
-// same weights.
+// as stored (matrices converted to bf16 there) and to the CPU with their matrices already
+// rounded to bf16, so both run the same weights.
 TEST_P(CudaVsCpuTest, MixedBatchLogitsMatchCpuBackend) {
   KVC_REQUIRE_CUDA_DEVICE();
   const Variant& v = GetParam();
   const ModelConfig config = VariantConfig(v);
   const model::ModelWeights gpu_weights = cpu::MakeRandomModel(config, 42);
-  ModelConfig rounded = config;
-  if (rounded.dtype == DType::kF32) rounded.dtype = DType::kBF16;
-  const model::ModelWeights cpu_weights = cpu::MakeRandomModel(rounded, 42);
+  const model::ModelWeights cpu_weights =
+      config.dtype == DType::kF32 ? MatricesAsBf16(gpu_weights) : gpu_weights;
   std::unique_ptr<Backend> gpu = MakeCuda(gpu_weights, v.kv, 64);
   std::unique_ptr<Backend> cpu = MakeCpu(cpu_weights, v.kv, 64);
   ASSERT_NE(gpu, nullptr);
@@ -193,24 +220,26 @@ TEST(CudaBackendTest, Qwen3ShapeLogitsMatchCpuBackend) {
   }
 }
 
-// A model stored as f32 runs exactly as the same model stored as bf16 (its values rounded to
-// nearest even, as the upload converts them).
+// A model stored as f32 runs exactly as the same model with its matrices rounded to bf16 (the
+// upload's conversion, round to nearest even); norms and biases stay f32 on the GPU.
 TEST(CudaBackendTest, F32WeightsRunAsTheirBf16Rounding) {
   KVC_REQUIRE_CUDA_DEVICE();
-  ModelConfig config = cpu::TinyConfig(Architecture::kQwen2);
-  config.dtype = DType::kF32;
-  const model::ModelWeights f32 = cpu::MakeRandomModel(config, 3);
-  config.dtype = DType::kBF16;
-  const model::ModelWeights bf16 = cpu::MakeRandomModel(config, 3);
-  std::unique_ptr<Backend> a = MakeCuda(f32, DType::kBF16, 64),
-                           b = MakeCuda(bf16, DType::kBF16, 64);
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  for (const ForwardBatch& step : MixedSteps(config.vocab_size)) {
-    std::vector<float> la, lb;
-    ASSERT_TRUE(a->Forward(step, &la).ok());
-    ASSERT_TRUE(b->Forward(step, &lb).ok());
-    EXPECT_EQ(la, lb);
+  for (bool tied : {true, false}) {
+    ModelConfig config = cpu::TinyConfig(Architecture::kQwen2);
+    config.dtype = DType::kF32;
+    config.tie_word_embeddings = tied;
+    const model::ModelWeights f32 = cpu::MakeRandomModel(config, 3);
+    const model::ModelWeights bf16 = MatricesAsBf16(f32);
+    std::unique_ptr<Backend> a = MakeCuda(f32, DType::kBF16, 64),
+                             b = MakeCuda(bf16, DType::kBF16, 64);
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    for (const ForwardBatch& step : MixedSteps(config.vocab_size)) {
+      std::vector<float> la, lb;
+      ASSERT_TRUE(a->Forward(step, &la).ok());
+      ASSERT_TRUE(b->Forward(step, &lb).ok());
+      EXPECT_EQ(la, lb) << (tied ? "tied" : "untied");
+    }
   }
 }
 
