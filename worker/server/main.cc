@@ -22,6 +22,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -61,7 +63,9 @@ ABSL_FLAG(double, sim_speedup, 1.0,
 ABSL_FLAG(int32_t, cuda_device, 0, "cuda backend: the CUDA device ordinal to run on.");
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "host:port of the gRPC server; port 0 picks a free port (printed at start).");
-ABSL_FLAG(std::string, worker_id, "", "Name reported to the router; default: host:port.");
+ABSL_FLAG(std::string, worker_id, "",
+          "Name reported to the router; default: host:port of --listen (the machine's host name "
+          "when it listens on a wildcard address).");
 ABSL_FLAG(std::string, model_identity, "",
           "Identity mixed into every block hash; default: the model directory's name. Must "
           "equal the router's --model-identity.");
@@ -198,6 +202,12 @@ std::unique_ptr<backend::Backend> MakeSimBackend(const model::ModelConfig& confi
 int Main(int argc, char** argv) {
   PrepareServerProcess();
   NormalizeFlagNames(argc, argv);
+  // --help lists the flags of this file (absl would look for a file named after the program).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "worker/server/main.cc");
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "Serves a model over gRPC with a paged KV cache and KV events.\n"
       "  kvc-worker --model DIR [--listen HOST:PORT] [--kv-cache-memory SIZE] ...");
@@ -322,7 +332,12 @@ int Main(int argc, char** argv) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) Fail(absl::StrCat("cannot listen on ", listen));
-  const std::string host = std::string(listen.substr(0, listen.rfind(':')));
+  std::string host = std::string(listen.substr(0, listen.rfind(':')));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    // A wildcard names no one: containers listening on 0.0.0.0 would all report the same id.
+    char name[256] = {};
+    if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') host = name;
+  }
   const std::string address = absl::StrCat(host, ":", port);
   // The default worker id needs the bound port, known only now.
   service.SetWorkerId(absl::GetFlag(FLAGS_worker_id).empty() ? address
