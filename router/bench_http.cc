@@ -5,7 +5,7 @@
 //    time over gRPC Generate, HTTP /v1/completions and HTTP /v1/completions with stream=true,
 //    interleaved; the HTTP path's added latency is the difference of the percentiles.
 // 2. Throughput: N clients (threads, each with its own keep-alive connection or channel) send
-//    such requests back to back for a fixed time over each path in turn: requests/s, and the
+//    such requests back to back over each path in turn, for a few rounds: requests/s, and the
 //    router's CPU time per request (from /proc).
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -111,6 +111,14 @@ std::unique_ptr<httplib::Client> HttpClient(int port) {
   return client;
 }
 
+// The 1-minute load average, to judge how quiet the shared machine was.
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one_minute;
+  in >> one_minute;
+  return one_minute.empty() ? "unknown" : one_minute;
+}
+
 double Percentile(std::vector<double> values, double p) {
   std::sort(values.begin(), values.end());
   return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
@@ -132,14 +140,21 @@ double ProcessCpuSeconds(pid_t pid) {
   return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Requests done, seconds and router CPU seconds, summed over a path's rounds.
 struct Throughput {
-  double requests_per_s = 0;
-  double router_cpu_us_per_request = 0;
+  int64_t requests = 0;
+  double seconds = 0;
+  double router_cpu_seconds = 0;
+
+  double requests_per_s() const { return requests / std::max(seconds, 1e-9); }
+  double router_cpu_us_per_request() const {
+    return router_cpu_seconds / std::max<int64_t>(requests, 1) * 1e6;
+  }
 };
 
-// `clients` threads each run `one(thread, i)` back to back for `duration`.
+// `clients` threads each run `one(thread, i)` back to back for `duration`; adds to *total.
 template <typename One>
-Throughput Measure(int clients, absl::Duration duration, pid_t router_pid, One one) {
+void Measure(int clients, absl::Duration duration, pid_t router_pid, One one, Throughput* total) {
   std::atomic<int64_t> done{0};
   const double cpu_before = ProcessCpuSeconds(router_pid);
   const absl::Time start = absl::Now();
@@ -154,10 +169,9 @@ Throughput Measure(int clients, absl::Duration duration, pid_t router_pid, One o
     });
   }
   for (auto& thread : threads) thread.join();
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const double cpu = ProcessCpuSeconds(router_pid) - cpu_before;
-  return Throughput{.requests_per_s = done.load() / seconds,
-                    .router_cpu_us_per_request = cpu / std::max<int64_t>(1, done.load()) * 1e6};
+  total->seconds += absl::ToDoubleSeconds(absl::Now() - start);
+  total->router_cpu_seconds += ProcessCpuSeconds(router_pid) - cpu_before;
+  total->requests += done.load();
 }
 
 int Main(int argc, char** argv) {
@@ -169,8 +183,10 @@ int Main(int argc, char** argv) {
     Fail("--clients must be a positive number");
   }
   const int requests = args.quick ? 300 : 2000;
-  const absl::Duration duration = args.quick ? absl::Seconds(3) : absl::Seconds(10);
+  const int rounds = args.quick ? 1 : 4;
+  const absl::Duration duration = args.quick ? absl::Seconds(3) : absl::Seconds(4);
 
+  const std::string load_before = LoadAverage();
   testing::TempDir dir;
   Progress("starting a router and one worker");
   testing::Cluster cluster;
@@ -219,35 +235,41 @@ int Main(int argc, char** argv) {
   const double http_p50 = Percentile(http_s, 0.5), http_p99 = Percentile(http_s, 0.99);
   const double sse_p50 = Percentile(sse_s, 0.5), sse_p99 = Percentile(sse_s, 0.99);
 
-  // 2. Throughput with `clients` in flight.
+  // 2. Throughput with `clients` in flight: the paths take turns, a few rounds each, so that
+  // other load on the shared machine falls on all of them alike.
   const pid_t router_pid = cluster.router().pid();
-  Progress(absl::StrCat("gRPC, ", clients, " clients for ", absl::FormatDuration(duration)));
   std::vector<std::unique_ptr<pb::Router::Stub>> stubs;
+  std::vector<std::unique_ptr<httplib::Client>> http_clients;
   for (int t = 0; t < clients; ++t) {
     // One channel per client, as separate HTTP connections are.
     grpc::ChannelArguments channel_args;
     channel_args.SetInt("kvc.client", t);
     stubs.push_back(pb::Router::NewStub(grpc::CreateCustomChannel(
         cluster.router_address(), grpc::InsecureChannelCredentials(), channel_args)));
+    http_clients.push_back(HttpClient(http_port));
   }
-  const Throughput grpc_tp = Measure(clients, duration, router_pid, [&](int t, int i) {
-    GrpcGenerate(stubs[t].get(), workload.grpc[i % kPrompts]);
-  });
-  std::vector<std::unique_ptr<httplib::Client>> http_clients;
-  for (int t = 0; t < clients; ++t) http_clients.push_back(HttpClient(http_port));
-  Progress(absl::StrCat("HTTP, ", clients, " clients for ", absl::FormatDuration(duration)));
-  const Throughput http_tp = Measure(clients, duration, router_pid, [&](int t, int i) {
-    HttpGenerate(http_clients[t].get(), workload.http[i % kPrompts]);
-  });
-  Progress(
-      absl::StrCat("HTTP streaming, ", clients, " clients for ", absl::FormatDuration(duration)));
-  const Throughput sse_tp = Measure(clients, duration, router_pid, [&](int t, int i) {
-    HttpGenerate(http_clients[t].get(), workload.http_stream[i % kPrompts]);
-  });
+  Throughput grpc_tp, http_tp, sse_tp;
+  for (int round = 0; round < rounds; ++round) {
+    Progress(absl::StrCat("throughput round ", round + 1, "/", rounds, ": ", clients, " clients, ",
+                          absl::FormatDuration(duration), " per path"));
+    Measure(
+        clients, duration, router_pid,
+        [&](int t, int i) { GrpcGenerate(stubs[t].get(), workload.grpc[i % kPrompts]); }, &grpc_tp);
+    Measure(
+        clients, duration, router_pid,
+        [&](int t, int i) { HttpGenerate(http_clients[t].get(), workload.http[i % kPrompts]); },
+        &http_tp);
+    Measure(
+        clients, duration, router_pid,
+        [&](int t, int i) {
+          HttpGenerate(http_clients[t].get(), workload.http_stream[i % kPrompts]);
+        },
+        &sse_tp);
+  }
 
   const double added_p50 = http_p50 - grpc_p50, added_p99 = http_p99 - grpc_p99;
   const double sse_added_p50 = sse_p50 - grpc_p50;
-  const double rate_ratio = http_tp.requests_per_s / grpc_tp.requests_per_s;
+  const double rate_ratio = http_tp.requests_per_s() / grpc_tp.requests_per_s();
   if (args.json) {
     std::printf(
         "{\"grpc_p50_us\": %.1f, \"grpc_p99_us\": %.1f, \"http_p50_us\": %.1f, "
@@ -259,9 +281,9 @@ int Main(int argc, char** argv) {
         "\"http_router_cpu_us_per_request\": %.1f, "
         "\"http_stream_router_cpu_us_per_request\": %.1f}\n",
         grpc_p50, grpc_p99, http_p50, http_p99, sse_p50, sse_p99, added_p50, added_p99,
-        sse_added_p50, clients, grpc_tp.requests_per_s, http_tp.requests_per_s,
-        sse_tp.requests_per_s, rate_ratio, grpc_tp.router_cpu_us_per_request,
-        http_tp.router_cpu_us_per_request, sse_tp.router_cpu_us_per_request);
+        sse_added_p50, clients, grpc_tp.requests_per_s(), http_tp.requests_per_s(),
+        sse_tp.requests_per_s(), rate_ratio, grpc_tp.router_cpu_us_per_request(),
+        http_tp.router_cpu_us_per_request(), sse_tp.router_cpu_us_per_request());
   }
   const std::string table = absl::StrFormat(
       "| figure | gRPC Generate | HTTP /v1/completions | HTTP, stream=true |\n"
@@ -272,10 +294,10 @@ int Main(int argc, char** argv) {
       "| requests/s, %d clients | %.0f | %.0f (%.2fx) | %.0f (%.2fx) |\n"
       "| router CPU per request, %d clients | %.0f us | %.0f us | %.0f us |\n",
       grpc_p50, http_p50, sse_p50, grpc_p99, http_p99, sse_p99, added_p50, added_p99, sse_added_p50,
-      sse_p99 - grpc_p99, clients, grpc_tp.requests_per_s, http_tp.requests_per_s, rate_ratio,
-      sse_tp.requests_per_s, sse_tp.requests_per_s / grpc_tp.requests_per_s, clients,
-      grpc_tp.router_cpu_us_per_request, http_tp.router_cpu_us_per_request,
-      sse_tp.router_cpu_us_per_request);
+      sse_p99 - grpc_p99, clients, grpc_tp.requests_per_s(), http_tp.requests_per_s(), rate_ratio,
+      sse_tp.requests_per_s(), sse_tp.requests_per_s() / grpc_tp.requests_per_s(), clients,
+      grpc_tp.router_cpu_us_per_request(), http_tp.router_cpu_us_per_request(),
+      sse_tp.router_cpu_us_per_request());
   if (!args.json) std::printf("%s", table.c_str());
   if (!args.report.empty()) {
     std::ofstream out(args.report);
@@ -283,13 +305,17 @@ int Main(int argc, char** argv) {
         << (args.Value("--clients").empty() ? "" : " --clients " + args.Value("--clients"))
         << "` (build/bin/kvc_bench_http)  \nCPU: " << CpuModelName() << ", "
         << std::thread::hardware_concurrency()
-        << " threads, shared by the clients, the router and the worker  \n"
+        << " threads, shared by the clients, the router and the worker; load average "
+        << load_before << " before the run  \n"
         << "The same requests (64-token prompt as token ids, 1 output token, greedy, tiny model, "
            "one worker) through the router's gRPC API and its OpenAI-compatible HTTP API. "
            "Latency: "
         << requests << " requests each way, one at a time, interleaved. Throughput: " << clients
-        << " client threads sending back to back for " << absl::FormatDuration(duration)
-        << " per path; router CPU from /proc.\n\n"
+        << " client threads sending back to back, the paths taking turns: " << rounds
+        << " rounds of " << absl::FormatDuration(duration)
+        << " per path; router CPU from /proc. The clients share the cores with the router and "
+           "the worker, so requests/s also reflects each client library's own cost; router CPU "
+           "per request is the path's cost alone.\n\n"
         << table;
   }
   return 0;
