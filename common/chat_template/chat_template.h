@@ -58,7 +58,7 @@ class ChatTemplate {
   // INVALID_ARGUMENT for raise_exception in the template (the status message is the template's
   // own message, e.g. "Conversation roles must alternate user/assistant/...") or a runtime
   // error ("chat template error at line L, column C: ..."); RESOURCE_EXHAUSTED when rendering
-  // runs past its bounds (64 MiB of output, 50 million evaluation steps, 64 nested macro calls).
+  // runs past its bounds (64 MiB of output, 10 million evaluation steps, 64 nested macro calls).
   absl::StatusOr<std::string> Apply(std::span<const ChatMessage> messages,
                                     bool add_generation_prompt) const;
 

@@ -171,6 +171,8 @@ absl::StatusOr<Evaluator::Flow> Evaluator::ExecFor(const Stmt& stmt, Scope& scop
   if (items.empty()) return ExecList(stmt.else_body, scope, out);
   const int64_t length = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < length; ++i) {
+    // Each iteration costs a step even when its body is empty.
+    if (absl::Status status = Step(); !status.ok()) return status;
     Scope iteration(&scope);
     if (absl::Status status = Assign(stmt.target, items[i], iteration); !status.ok()) {
       error_offset_ = stmt.offset;

@@ -24,7 +24,7 @@ namespace kvc::chat::internal {
 // memory or overflows the stack. Real chat templates stay far below each of them.
 struct EvalLimits {
   int64_t max_output_bytes = int64_t{64} << 20;
-  int64_t max_steps = 50'000'000;  // Statements plus expressions evaluated.
+  int64_t max_steps = 10'000'000;  // Statements plus expressions evaluated.
   int max_call_depth = 64;         // Nested macro calls.
 };
 

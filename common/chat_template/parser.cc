@@ -197,6 +197,15 @@ absl::Status Parser::ParseStatement(StmtList* out) {
       status = ExpectBlockEnd();
     }
   } else {
+    static constexpr std::string_view kInnerTags[] = {
+        "elif",     "else",    "endif",     "endfor",        "endset",
+        "endmacro", "endwith", "endfilter", "endgeneration", "endraw"};
+    for (std::string_view inner : kInnerTags) {
+      if (tag == inner) {
+        return Error(stmt->offset,
+                     absl::StrCat("unexpected tag '", tag, "': no open block takes it here"));
+      }
+    }
     return Error(stmt->offset, absl::StrCat("unknown tag '", tag, "'"));
   }
   if (!status.ok()) return status;
