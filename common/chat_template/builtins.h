@@ -1,7 +1,8 @@
 // The built-ins that templates call: Jinja's filters and tests (filters.cc, tests.cc), the
 // global functions Hugging Face provides (globals.cc: range, namespace, dict, raise_exception,
 // strftime_now), the Python str and dict methods templates use (methods.cc), and the operators
-// (operators.cc). Internal to common/chat_template. All are stateless and thread-safe.
+// (operators.cc, percent_format.cc). Internal to common/chat_template. All are stateless and
+// thread-safe.
 #ifndef KVCLUSTER_COMMON_CHAT_TEMPLATE_BUILTINS_H_
 #define KVCLUSTER_COMMON_CHAT_TEMPLATE_BUILTINS_H_
 
@@ -36,6 +37,10 @@ absl::StatusOr<Value> BinaryOp(Evaluator& evaluator, std::string_view op, const 
                                const Value& right);
 absl::StatusOr<Value> UnaryOp(std::string_view op, const Value& operand);
 absl::StatusOr<bool> Contains(const Value& container, const Value& item);
+// Python's `format % arguments` (percent_format.cc): a tuple gives the arguments in order, a
+// mapping serves %(key)s, anything else is the one argument.
+absl::StatusOr<std::string> PercentFormat(Evaluator& evaluator, const std::string& format,
+                                          const Value& arguments);
 
 // Binds a call's arguments to `params` in order, as Python does, for a function named
 // `function` in messages. Left-out parameters are Undefined; the first `required` must be given.

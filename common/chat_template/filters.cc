@@ -108,6 +108,23 @@ absl::StatusOr<Value> Int(Evaluator&, Value& input, CallArgs& args) {
   return (*bound)[0].is_undefined() ? Value::Int(0) : (*bound)[0];
 }
 
+absl::StatusOr<Value> Format(Evaluator& evaluator, Value& input, CallArgs& args) {
+  if (!args.positional.empty() && !args.keyword.empty()) {
+    return absl::InvalidArgumentError(
+        "filter 'format' takes positional or keyword arguments, not both");
+  }
+  Value arguments = Value::MakeList(args.positional, /*is_tuple=*/true);
+  if (!args.keyword.empty()) {
+    arguments = Value::MakeDict();
+    for (const auto& [key, value] : args.keyword) {
+      arguments.mutable_dict().Set(Value::String(key), value);
+    }
+  }
+  absl::StatusOr<std::string> formatted = PercentFormat(evaluator, ToStr(input), arguments);
+  if (!formatted.ok()) return formatted.status();
+  return Value::String(*std::move(formatted));
+}
+
 absl::StatusOr<Value> Indent(Evaluator& evaluator, Value& input, CallArgs& args) {
   absl::StatusOr<std::vector<Value>> bound =
       BindFilterArgs("indent", args, {"width", "first", "blank"});
@@ -308,6 +325,7 @@ constexpr std::pair<std::string_view, FilterFunction> kFilters[] = {
     {"first", First},
     {"float", Float},
     {"forceescape", Escape},
+    {"format", Format},
     {"indent", Indent},
     {"int", Int},
     {"items", ItemsFilter},

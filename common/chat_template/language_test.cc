@@ -300,6 +300,20 @@ TEST(ChatTemplateLanguage, SequenceFilters) {
   EXPECT_THAT(Error("{{ [1, 'a'] | sort }}").message(), HasSubstr("not supported"));
 }
 
+TEST(ChatTemplateLanguage, PercentFormatting) {
+  EXPECT_EQ(R(R"({{ "%s-%s" % (1, 'a') }}|{{ "%d" % 3.9 }}|{{ "%05.2f" % 3.14159 }}|)"
+              R"({{ "%x %X %o %#o %#x" % (255, 255, 8, 8, 255) }}|{{ "%-3s|%3s" % ('a', 'b') }}|)"
+              R"({{ "%r %c%c %%" % ('q', 65, 'é') }}|{{ "%(a)s=%(b)d" % {'a': 'x', 'b': 2} }}|)"
+              R"({{ "%.2s %*d %+d" % ('hello', 3, 7, 5) }}|{{ "%e %g" % (12345.678, 0.0001) }})"),
+            "1-a|3|03.14|ff FF 10 0o10 0xff|a  |  b|'q' Aé %|x=2|he   7 +5|1.234568e+04 0.0001");
+  EXPECT_EQ(R(R"({{ "%s and %s" | format('a', 'b') }}|{{ "%(x)s" | format(x=5) }})"), "a and b|5");
+  EXPECT_THAT(Error(R"({{ "%s %s" % (1,) }})").message(),
+              HasSubstr("not enough arguments for format string"));
+  EXPECT_THAT(Error(R"({{ "%s" % (1, 2) }})").message(), HasSubstr("not all arguments converted"));
+  EXPECT_THAT(Error(R"({{ "%d" % 'x' }})").message(),
+              HasSubstr("%d format: a real number is required, not str"));
+}
+
 TEST(ChatTemplateLanguage, ToJson) {
   constexpr char kVars[] =
       R"({"v": {"b": [1, 2.5, null, true, "q\"\\\n\u0001é"], "a": {}, "e": []}})";

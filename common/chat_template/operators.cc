@@ -146,7 +146,9 @@ absl::StatusOr<Value> BinaryOp(Evaluator& evaluator, std::string_view op, const 
     }
   }
   if (op == "%" && left.is_string()) {
-    return absl::InvalidArgumentError("printf-style formatting with '%' is not supported");
+    absl::StatusOr<std::string> formatted = PercentFormat(evaluator, left.string(), right);
+    if (!formatted.ok()) return formatted.status();
+    return Value::String(*std::move(formatted));
   }
   return Unsupported(op, left, right);
 }
