@@ -322,9 +322,8 @@ int Main(int argc, char** argv) {
   const double tokenizer_mb_s = TokenizerMbPerSecond(quick);
   row("tokenizer encode, slower of Llama-3 / Qwen3 (kvc_bench_tokenizer)", tokenizer_mb_s, "MB/s");
   const std::string notes =
-      "Model: " + r.model + "; " + std::to_string(r.threads) + " threads; " +
-      KernelIsaName(ActiveKernelIsa()) +
-      " matrix kernels (KVC_CPU_KERNELS=avx2 forces AVX2); KV cache bf16, block 16. Decode runs "
+      "Model: " + r.model + "; " + std::to_string(r.threads) +
+      " threads; AVX2 kernels; KV cache bf16, block 16. Decode runs "
       "over a context of 128 tokens per sequence;"
       " its figures are the fastest of 10 steps, the copy bandwidth the best of 5 passes before "
       "prefill and 5 after the batch-1 decode."

@@ -9,10 +9,4 @@ bool CpuSupportsKernels() {
          __builtin_cpu_supports("f16c");
 }
 
-bool CpuSupportsAvx512Kernels() {
-  __builtin_cpu_init();
-  // libgcc reports AVX-512 only when the OS saves the ZMM registers (XCR0), as needed here.
-  return CpuSupportsKernels() && __builtin_cpu_supports("avx512f");
-}
-
 }  // namespace kvc::backend::cpu

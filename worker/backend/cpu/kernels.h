@@ -8,7 +8,6 @@
 // token inside a long prefill. The "no KV cache" mode relies on that.
 //
 // The .cc is compiled with -mavx2 -mfma -mf16c; call these only after CpuSupportsKernels().
-// MatMul runs AVX-512 code (kernels_avx512.cc) where the CPU has it: see ActiveKernelIsa.
 #ifndef KVCLUSTER_WORKER_BACKEND_CPU_KERNELS_H_
 #define KVCLUSTER_WORKER_BACKEND_CPU_KERNELS_H_
 
@@ -81,30 +80,11 @@ inline uint16_t FloatToHalf(float f) {
 // True when this CPU has the instructions the kernels were compiled for (AVX2, FMA, F16C).
 // Defined in a file compiled without them, so calling it is safe anywhere.
 bool CpuSupportsKernels();
-// True when the CPU (and the OS) support AVX-512F, which kernels_avx512.cc is compiled for.
-bool CpuSupportsAvx512Kernels();
-
-enum class KernelIsa { kAvx2, kAvx512 };
-
-// The instruction set MatMul uses, chosen once per process: AVX-512 where the CPU has it,
-// unless the environment sets KVC_CPU_KERNELS=avx2. The two sum in different orders (8 or 16
-// lanes), so a process must never mix them: decode and prefill results are bit-identical only
-// within one ISA.
-KernelIsa ActiveKernelIsa();
-const char* KernelIsaName(KernelIsa isa);
 
 // out[t * out_stride + r] = dot(x[t * x_stride .. + k], w[r * k .. + k]) (+= when accumulate)
 // for t in [0, m), r in [row_begin, row_end). `w` is row-major [rows, k] of `w_dtype`.
 void MatMul(const float* x, int64_t x_stride, int m, const void* w, model::DType w_dtype, int64_t k,
             int64_t row_begin, int64_t row_end, float* out, int64_t out_stride, bool accumulate);
-// MatMul with a given ISA, for tests and benchmarks. REQUIRES: the CPU supports `isa`.
-void MatMulWithIsa(KernelIsa isa, const float* x, int64_t x_stride, int m, const void* w,
-                   model::DType w_dtype, int64_t k, int64_t row_begin, int64_t row_end, float* out,
-                   int64_t out_stride, bool accumulate);
-// The AVX-512 instantiation (kernels_avx512.cc). REQUIRES: CpuSupportsAvx512Kernels().
-void MatMulAvx512(const float* x, int64_t x_stride, int m, const void* w, model::DType w_dtype,
-                  int64_t k, int64_t row_begin, int64_t row_end, float* out, int64_t out_stride,
-                  bool accumulate);
 
 // Converts n elements between f32 and `dtype` (rounding to nearest even).
 void ToF32(const void* src, model::DType dtype, int64_t n, float* dst);
