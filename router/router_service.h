@@ -7,6 +7,7 @@
 #define KVCLUSTER_ROUTER_ROUTER_SERVICE_H_
 
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
+#include "router/arena_allocator.h"
 #include "router/router.h"
 
 namespace kvc::router {
@@ -16,7 +17,9 @@ kvcluster::v1::StatsResponse CollectStats(const Router& router);
 
 class RouterService final : public kvcluster::v1::Router::CallbackService {
  public:
-  explicit RouterService(Router* router) : router_(router) {}
+  explicit RouterService(Router* router) : router_(router) {
+    SetMessageAllocatorFor_Route(&route_allocator_);
+  }
 
   grpc::ServerWriteReactor<kvcluster::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const kvcluster::v1::GenerateRequest* request) override;
@@ -38,6 +41,7 @@ class RouterService final : public kvcluster::v1::Router::CallbackService {
 
  private:
   Router* const router_;
+  ArenaMessageAllocator<kvcluster::v1::RouteRequest, kvcluster::v1::RouteResponse> route_allocator_;
 };
 
 }  // namespace kvc::router
