@@ -36,7 +36,7 @@ void Dict::Set(Value key, Value value) {
 
 Value Value::Undefined(std::string hint) { return Value(Kind::kUndefined, std::move(hint)); }
 Value Value::None() { return Value(Kind::kNone, std::monostate()); }
-Value Value::Bool(bool value) { return Value(Kind::kBool, value); }
+Value Value::Bool(bool value) { return Value(Kind::kBool, bool{value}); }
 Value Value::Int(int64_t value) { return Value(Kind::kInt, value); }
 Value Value::Float(double value) { return Value(Kind::kFloat, value); }
 Value Value::String(std::string value) { return Value(Kind::kString, std::move(value)); }

@@ -10,6 +10,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -118,7 +119,11 @@ class Value {
   using Data =
       std::variant<std::monostate, bool, int64_t, double, std::string, std::shared_ptr<List>,
                    std::shared_ptr<Dict>, std::shared_ptr<const Function>>;
-  Value(Kind kind, Data data) : kind_(kind), data_(std::move(data)) {}
+  // Builds the alternative in place: going through a temporary Data trips GCC 12's
+  // maybe-uninitialized warning under the sanitizers.
+  template <typename T>
+  Value(Kind kind, T&& value)
+      : kind_(kind), data_(std::in_place_type<std::decay_t<T>>, std::forward<T>(value)) {}
 
   Kind kind_;
   Data data_;
