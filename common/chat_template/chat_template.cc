@@ -29,6 +29,10 @@ struct ChatTemplate::Program {
   std::string bos_text;
   std::string eos_text;
   Options options;
+
+  // `extra_variables` is null or a JSON object checked by the caller.
+  absl::StatusOr<std::string> Render(internal::Value messages, bool add_generation_prompt,
+                                     const nlohmann::ordered_json& extra_variables) const;
 };
 
 namespace {
@@ -202,11 +206,13 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromTokenizerConfig(
 
 absl::StatusOr<std::string> ChatTemplate::Apply(std::span<const ChatMessage> messages,
                                                 bool add_generation_prompt) const {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  std::vector<Value> list;
+  list.reserve(messages.size());
   for (const ChatMessage& message : messages) {
-    list.push_back({{"role", message.role}, {"content", message.content}});
+    list.push_back(Value::MakeDict({{Value::String("role"), Value::String(message.role)},
+                                    {Value::String("content"), Value::String(message.content)}}));
   }
-  return ApplyJson(list, add_generation_prompt, nullptr);
+  return program_->Render(Value::MakeList(std::move(list)), add_generation_prompt, nullptr);
 }
 
 absl::StatusOr<std::string> ChatTemplate::ApplyJson(
@@ -221,10 +227,16 @@ absl::StatusOr<std::string> ChatTemplate::ApplyJson(
   if (!extra_variables.is_null() && !extra_variables.is_object()) {
     return absl::InvalidArgumentError("extra template variables must be a JSON object");
   }
+  return program_->Render(internal::FromJson(messages), add_generation_prompt, extra_variables);
+}
+
+absl::StatusOr<std::string> ChatTemplate::Program::Render(
+    Value messages, bool add_generation_prompt,
+    const nlohmann::ordered_json& extra_variables) const {
   try {
     internal::Scope root(nullptr);
-    if (program_->bos_token) root.Set("bos_token", Value::String(*program_->bos_token));
-    if (program_->eos_token) root.Set("eos_token", Value::String(*program_->eos_token));
+    if (bos_token) root.Set("bos_token", Value::String(*bos_token));
+    if (eos_token) root.Set("eos_token", Value::String(*eos_token));
     if (extra_variables.is_object()) {
       for (const auto& [name, value] : extra_variables.items()) {
         if (name == "messages" || name == "add_generation_prompt") {
@@ -234,10 +246,10 @@ absl::StatusOr<std::string> ChatTemplate::ApplyJson(
         root.Set(name, internal::FromJson(value));
       }
     }
-    root.Set("messages", internal::FromJson(messages));
+    root.Set("messages", std::move(messages));
     root.Set("add_generation_prompt", Value::Bool(add_generation_prompt));
-    internal::Evaluator evaluator(program_->normalized_source, program_->options.clock);
-    return evaluator.Render(program_->body, &root);
+    internal::Evaluator evaluator(normalized_source, options.clock);
+    return evaluator.Render(body, &root);
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError("out of memory rendering the chat template");
   } catch (const std::exception& error) {

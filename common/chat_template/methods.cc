@@ -363,7 +363,7 @@ bool IsPySpace(std::string_view utf8_char) {
 
 std::string PyStrip(std::string_view text, const std::optional<std::string>& chars, bool left,
                     bool right) {
-  const std::vector<std::string_view> all = Utf8Chars(text);
+  // Walks in from the ends, so that stripping a long message costs what it strips.
   std::vector<std::string_view> strip_set;
   if (chars) strip_set = Utf8Chars(*chars);
   auto strips = [&](std::string_view ch) {
@@ -371,13 +371,18 @@ std::string PyStrip(std::string_view text, const std::optional<std::string>& cha
     return std::find(strip_set.begin(), strip_set.end(), ch) != strip_set.end();
   };
   size_t begin = 0;
-  size_t end = all.size();
-  while (left && begin < end && strips(all[begin])) ++begin;
-  while (right && end > begin && strips(all[end - 1])) --end;
-  if (begin == end) return "";
-  const size_t first_byte = all[begin].data() - text.data();
-  const size_t end_byte = all[end - 1].data() + all[end - 1].size() - text.data();
-  return std::string(text.substr(first_byte, end_byte - first_byte));
+  size_t end = text.size();
+  while (left && begin < end) {
+    const size_t length = Utf8CharLength(text, begin);
+    if (!strips(text.substr(begin, length))) break;
+    begin += length;
+  }
+  while (right && end > begin) {
+    const size_t start = std::max(Utf8PreviousCharStart(text, end), begin);
+    if (!strips(text.substr(start, end - start))) break;
+    end = start;
+  }
+  return std::string(text.substr(begin, end - begin));
 }
 
 std::string AsciiUpper(std::string_view text) {

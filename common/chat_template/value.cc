@@ -426,25 +426,39 @@ Value FromJson(const nlohmann::ordered_json& json) {
   }
 }
 
+size_t Utf8CharLength(std::string_view text, size_t pos) {
+  const unsigned char lead = static_cast<unsigned char>(text[pos]);
+  size_t length = 1;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+  }
+  if (pos + length > text.size()) return 1;
+  for (size_t i = 1; i < length; ++i) {
+    if ((static_cast<unsigned char>(text[pos + i]) & 0xc0) != 0x80) return 1;
+  }
+  return length;
+}
+
+size_t Utf8PreviousCharStart(std::string_view text, size_t end) {
+  // A lead byte at most three continuation bytes back starts the last character if its
+  // sequence ends exactly at `end`; otherwise the last byte stands alone.
+  size_t start = end - 1;
+  while (start > 0 && end - start < 4 && (static_cast<unsigned char>(text[start]) & 0xc0) == 0x80) {
+    --start;
+  }
+  if (start + Utf8CharLength(text, start) == end) return start;
+  return end - 1;
+}
+
 std::vector<std::string_view> Utf8Chars(std::string_view text) {
   std::vector<std::string_view> chars;
   chars.reserve(text.size());
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const unsigned char lead = static_cast<unsigned char>(text[pos]);
-    size_t length = 1;
-    if (lead >= 0xc2 && lead <= 0xdf) {
-      length = 2;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-      length = 3;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-      length = 4;
-    }
-    bool valid = pos + length <= text.size();
-    for (size_t i = 1; valid && i < length; ++i) {
-      valid = (static_cast<unsigned char>(text[pos + i]) & 0xc0) == 0x80;
-    }
-    if (!valid) length = 1;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t length = Utf8CharLength(text, pos);
     chars.push_back(text.substr(pos, length));
     pos += length;
   }

@@ -150,6 +150,10 @@ Value FromJson(const nlohmann::ordered_json& json);
 // The UTF-8 characters of `text`, each a view into it; a byte that does not start a valid
 // sequence stands alone, so that any byte string splits without loss.
 std::vector<std::string_view> Utf8Chars(std::string_view text);
+// The length of the character at `pos` and the start of the one that ends at `end`, split as
+// Utf8Chars splits. REQUIRES: pos < text.size(); 0 < end <= text.size(), end a boundary.
+size_t Utf8CharLength(std::string_view text, size_t pos);
+size_t Utf8PreviousCharStart(std::string_view text, size_t end);
 
 }  // namespace kvc::chat::internal
 
