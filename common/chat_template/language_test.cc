@@ -241,6 +241,10 @@ TEST(ChatTemplateLanguage, StringFilters) {
   EXPECT_EQ(R("[{{ '  a b \n' | trim }}][{{ 'xxaxx' | trim('x') }}][{{ 'Ab' | lower }}]"
               "[{{ 'Ab' | upper }}][{{ 'aB cD' | capitalize }}][{{ 'hello-world (x)' | title }}]"),
             "[a b][a][ab][AB][Ab cd][Hello-World (X)]");
+  // Whitespace is Python's (no-break and ideographic spaces too); characters, not bytes.
+  EXPECT_EQ(R("[{{ '\\u00a0x\\u3000' | trim }}][{{ 'ééxéé'.strip('é') }}][{{ 'é ' | trim }}]"
+              "[{{ ' a\xff ' | trim }}][{{ '\xc3 ' | trim }}][{{ ' x\xa9\xa9 ' | trim }}]"),
+            "[x][x][é][a\xff][\xc3][x\xa9\xa9]");
   EXPECT_EQ(R("{{ 'aXa' | replace('a', 'b') }} {{ 'aaa' | replace('a', 'b', 2) }} "
               "{{ 5 | string }}{{ none | string }} {{ 'one two  three' | wordcount }}"),
             "bXb bba 5None 3");
@@ -401,6 +405,7 @@ TEST(ChatTemplateErrors, SyntaxErrorsGiveLineAndColumn) {
       {"{% if x %}{% else %}{% elif y %}{% endif %}", "line 1, column 24: unexpected tag 'elif'"},
       {"{% endfor %}", "line 1, column 4: unexpected tag 'endfor'"},
       {"{% frobnicate %}", "line 1, column 4: unknown tag 'frobnicate'"},
+      {"{% include 'x' %}", "the Jinja tag 'include' is not supported in chat templates"},
       {"\n\n   {{ x | nofilter }}", "line 3, column 11: no filter named 'nofilter'"},
       {"{{ x is notatest }}", "line 1, column 9: no test named 'notatest'"},
       {"{{ 'unterminated }}", "line 1, column 4: unterminated string literal"},

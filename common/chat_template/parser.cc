@@ -206,6 +206,14 @@ absl::Status Parser::ParseStatement(StmtList* out) {
                      absl::StrCat("unexpected tag '", tag, "': no open block takes it here"));
       }
     }
+    static constexpr std::string_view kUnsupportedTags[] = {
+        "include", "extends", "import", "from", "block", "call", "do", "autoescape", "trans"};
+    for (std::string_view unsupported : kUnsupportedTags) {
+      if (tag == unsupported) {
+        return Error(stmt->offset,
+                     absl::StrCat("the Jinja tag '", tag, "' is not supported in chat templates"));
+      }
+    }
     return Error(stmt->offset, absl::StrCat("unknown tag '", tag, "'"));
   }
   if (!status.ok()) return status;
