@@ -30,12 +30,18 @@ absl::StatusOr<std::string> Evaluator::Render(const StmtList& program, Scope* ro
   root_ = root;
   std::string out;
   absl::StatusOr<Flow> flow = ExecList(program, *root, &out);
+  ReleaseNamespaces();
   if (flow.ok()) return out;
   if (raised_) return flow.status();
   const std::string where =
       error_offset_ ? absl::StrCat(" at ", DescribeOffset(source_, *error_offset_)) : "";
   return absl::Status(flow.status().code(),
                       absl::StrCat("chat template error", where, ": ", flow.status().message()));
+}
+
+void Evaluator::ReleaseNamespaces() {
+  for (Value& namespace_value : namespaces_) namespace_value.mutable_dict().entries.clear();
+  namespaces_.clear();
 }
 
 absl::Status Evaluator::Step() {

@@ -50,6 +50,7 @@ class Evaluator {
 
   Evaluator(std::string_view source, Clock clock, EvalLimits limits = {})
       : source_(source), clock_(std::move(clock)), limits_(limits) {}
+  ~Evaluator() { ReleaseNamespaces(); }
 
   // Renders `program` with `root` holding the template's variables. Errors: INVALID_ARGUMENT
   // with line and column for a runtime error, with the template's own message for
@@ -70,6 +71,9 @@ class Evaluator {
   absl::Status CheckSize(size_t bytes) const;
   // raise_exception(message): the error Apply returns, with the message as it stands.
   absl::Status Raise(std::string message);
+  // Namespaces are the only mutable values, so the only way to make a reference cycle
+  // (`set ns.self = ns`); Render empties every namespace it made when done, which breaks them.
+  void TrackNamespace(const Value& namespace_value) { namespaces_.push_back(namespace_value); }
 
  private:
   enum class Flow { kNormal, kBreak, kContinue };
@@ -86,6 +90,7 @@ class Evaluator {
   absl::StatusOr<Value> EvalSlice(const Expr& expr, Scope& scope);
   absl::Status EvalArgs(const Expr& expr, size_t first, Scope& scope, CallArgs* args);
   absl::Status Step();
+  void ReleaseNamespaces();
   absl::Status Append(std::string_view text, std::string* out) const;
 
   std::string_view source_;
@@ -97,6 +102,7 @@ class Evaluator {
   // Where the first error arose (innermost expression), for the message Render returns.
   std::optional<size_t> error_offset_;
   bool raised_ = false;
+  std::vector<Value> namespaces_;
 };
 
 }  // namespace kvc::chat::internal

@@ -442,5 +442,28 @@ TEST(ChatTemplateLimits, StepBoundStopsLongLoops) {
   EXPECT_THAT(rendered.status().message(), HasSubstr("more than 100000 steps"));
 }
 
+// A namespace that holds itself is a reference cycle; rendering empties the namespaces it made,
+// so that nothing leaks (LeakSanitizer checks the rest under scripts/test --sanitize).
+TEST(ChatTemplateLimits, NamespaceCyclesAreBroken) {
+  const std::string source = internal::NormalizeSource(
+      "{% set ns = namespace(n=1) %}{% set ns.self = ns %}{% set ns.list = [ns, {'k': ns}] %}"
+      "{{ ns.self.self.n }}");
+  absl::StatusOr<std::vector<internal::Token>> tokens = internal::Tokenize(source);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  absl::StatusOr<internal::StmtList> program = internal::ParseTemplate(*tokens, source);
+  ASSERT_TRUE(program.ok()) << program.status();
+  internal::Scope root(nullptr);
+  {
+    internal::Evaluator evaluator(source, [] { return std::chrono::system_clock::now(); });
+    absl::StatusOr<std::string> rendered = evaluator.Render(*program, &root);
+    ASSERT_TRUE(rendered.ok()) << rendered.status();
+    EXPECT_EQ(*rendered, "1");
+  }
+  const internal::Value* ns = root.Find("ns");
+  ASSERT_NE(ns, nullptr);
+  ASSERT_TRUE(ns->is_namespace());
+  EXPECT_TRUE(ns->dict().entries.empty());
+}
+
 }  // namespace
 }  // namespace kvc::chat

@@ -146,10 +146,12 @@ absl::StatusOr<Value> StrftimeNow(Evaluator& evaluator, CallArgs& args) {
 std::vector<std::pair<std::string_view, Value>> MakeGlobals() {
   std::vector<std::pair<std::string_view, Value>> globals;
   globals.emplace_back("range", Value::MakeFunction("range", Range));
-  globals.emplace_back("namespace",
-                       Value::MakeFunction("namespace", [](Evaluator&, CallArgs& args) {
-                         return MakeMapping(args, /*is_namespace=*/true, "namespace");
-                       }));
+  globals.emplace_back(
+      "namespace", Value::MakeFunction("namespace", [](Evaluator& evaluator, CallArgs& args) {
+        absl::StatusOr<Value> made = MakeMapping(args, /*is_namespace=*/true, "namespace");
+        if (made.ok()) evaluator.TrackNamespace(*made);
+        return made;
+      }));
   globals.emplace_back("dict", Value::MakeFunction("dict", [](Evaluator&, CallArgs& args) {
                          return MakeMapping(args, /*is_namespace=*/false, "dict");
                        }));

@@ -63,7 +63,7 @@ class Value {
 
   // Undefined. `hint` is the error to report when the value is used in a way that needs it
   // ("'x' is undefined", "'dict object' has no attribute 'y'").
-  Value() : kind_(Kind::kUndefined), data_(std::string()) {}
+  Value() : kind_(Kind::kUndefined), data_(std::string("value is undefined")) {}
   static Value Undefined(std::string hint);
   static Value None();
   static Value Bool(bool value);
