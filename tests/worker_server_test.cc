@@ -4,6 +4,7 @@
 // streams; synthetic tokens); SimWorkerTest covers what only the sim has.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cctype>
 #include <cmath>
@@ -668,7 +669,7 @@ TEST(WorkerProcessTest, RefusesBadSimFlagsClearly) {
     const char* message;
   };
   const Case cases[] = {
-      {{"--backend", "gpu"}, "unknown --backend 'gpu' (available: cpu, sim)"},
+      {{"--backend", "gpu"}, "unknown --backend 'gpu' (available: cpu, cuda, sim)"},
       {{"--backend", "sim", "--sim-speedup", "0"}, "--sim-speedup must be a finite number > 0"},
       {{"--backend", "sim", "--sim-profile", profile}, "unknown field \"memory_efficency\""},
       {{"--backend", "sim", "--sim-profile", dir.path() + "/none.json"}, "no such sim profile"},
@@ -681,6 +682,39 @@ TEST(WorkerProcessTest, RefusesBadSimFlagsClearly) {
     EXPECT_NE(*testing::Run(argv, log), 0) << c.message;
     EXPECT_NE(testing::ReadFile(log).find(c.message), std::string::npos) << testing::ReadFile(log);
   }
+}
+
+// kvc-worker loads the CUDA backend at run time (worker/backend/cuda_loader.h): its ELF needs
+// no CUDA library, so it runs on machines without CUDA, and a copy without
+// libkvc_backend_cuda.so beside it says why --backend cuda cannot work.
+TEST(WorkerProcessTest, CudaBackendIsLoadedAtRunTime) {
+  testing::TempDir dir;
+  const std::string worker = BinDir() + "/kvc-worker";
+  const std::string needed_log = dir.path() + "/needed.log";
+  ASSERT_EQ(*testing::Run({"/usr/bin/readelf", "--dynamic", worker}, needed_log), 0)
+      << testing::ReadFile(needed_log);
+  const std::string needed = testing::ReadFile(needed_log);
+  ASSERT_NE(needed.find("(NEEDED)"), std::string::npos) << needed;
+  for (const char* cuda_library : {"libcudart", "libcublas", "libcuda.so", "libnccl"}) {
+    EXPECT_EQ(needed.find(cuda_library), std::string::npos) << cuda_library << "\n" << needed;
+  }
+
+  const std::string model = dir.path() + "/tiny";
+  ASSERT_EQ(*testing::Run({BinDir() + "/kvc-make-model", "--out", model}, dir.path() + "/m.log"),
+            0);
+  const std::string lone_worker = dir.path() + "/kvc-worker";
+  std::ofstream(lone_worker, std::ios::binary) << std::ifstream(worker, std::ios::binary).rdbuf();
+  ASSERT_EQ(chmod(lone_worker.c_str(), 0755), 0);
+  const std::string log = dir.path() + "/worker.log";
+  EXPECT_NE(
+      *testing::Run({lone_worker, "--model", model, "--listen", "127.0.0.1:0", "--backend", "cuda"},
+                    log),
+      0);
+  EXPECT_NE(testing::ReadFile(log).find("--backend cuda: this kvc-worker has no CUDA backend: "
+                                        "libkvc_backend_cuda.so is not in " +
+                                        dir.path() + "/libkvc_backend_cuda.so"),
+            std::string::npos)
+      << testing::ReadFile(log);
 }
 
 }  // namespace

@@ -33,10 +33,8 @@
 #include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 #include "worker/backend/cpu/cpu_backend.h"
+#include "worker/backend/cuda_loader.h"
 #include "worker/backend/sim/sim_backend.h"
-#if KVC_HAVE_CUDA
-#include "worker/backend/cuda/cuda_backend.h"
-#endif
 #include "worker/model/config.h"
 #include "worker/model/loader.h"
 #include "worker/server/engine_loop.h"
@@ -147,10 +145,16 @@ std::unique_ptr<backend::Backend> MakeCpuBackend(const model::ModelWeights& weig
   return *std::move(backend);
 }
 
+// The cuda backend's library, loaded on first use; exits with the reason when there is none.
+const backend::CudaBackendEntryPoints& CudaBackend() {
+  absl::StatusOr<const backend::CudaBackendEntryPoints*> cuda = backend::LoadCudaBackend();
+  if (!cuda.ok()) Fail(absl::StrCat("--backend cuda: ", cuda.status().message()));
+  return **cuda;
+}
+
 // num_blocks 0 in kv_cache: the backend sizes the pool from the GPU's free memory.
 std::unique_ptr<backend::Backend> MakeCudaBackend(const model::ModelWeights& weights,
                                                   const backend::KvCacheOptions& kv_cache) {
-#if KVC_HAVE_CUDA
   backend::CudaBackendOptions options;
   options.kv_cache = kv_cache;
   const double fraction = absl::GetFlag(FLAGS_kv_cache_fraction);
@@ -166,17 +170,11 @@ std::unique_ptr<backend::Backend> MakeCudaBackend(const model::ModelWeights& wei
                      FormatBytes(total)));
   };
   options.log = [](const std::string& line) { Log(absl::StrCat("cuda: ", line)); };
-  Log(absl::StrCat("cuda backend on ", backend::CudaDeviceDescription(options.device)));
-  auto backend = backend::CreateCudaBackend(weights, options);
+  const backend::CudaBackendEntryPoints& cuda = CudaBackend();
+  Log(absl::StrCat("cuda backend on ", cuda.device_description(options.device)));
+  auto backend = cuda.create(weights, options);
   if (!backend.ok()) Fail(absl::StrCat("cannot start backend: ", backend.status().ToString()));
   return *std::move(backend);
-#else
-  (void)weights;
-  (void)kv_cache;
-  Fail(
-      "--backend cuda: this kvc-worker was built without the CUDA backend (nvcc was not found "
-      "when the build was configured; KVC_CUDA=ON makes that an error)");
-#endif
 }
 
 std::unique_ptr<backend::Backend> MakeSimBackend(const model::ModelConfig& config,
@@ -219,14 +217,12 @@ int Main(int argc, char** argv) {
   if (backend_name != "cpu" && backend_name != "sim" && backend_name != "cuda") {
     Fail(absl::StrCat("unknown --backend '", backend_name, "' (available: cpu, cuda, sim)"));
   }
-#if KVC_HAVE_CUDA
-  // Before reading gigabytes of weights: is there a GPU to put them on?
+  // Before reading gigabytes of weights: is there a backend, and a GPU to put them on?
   if (backend_name == "cuda") {
-    if (absl::Status s = backend::CudaDeviceStatus(absl::GetFlag(FLAGS_cuda_device)); !s.ok()) {
+    if (absl::Status s = CudaBackend().device_status(absl::GetFlag(FLAGS_cuda_device)); !s.ok()) {
       Fail(absl::StrCat("--backend cuda: ", s.message()));
     }
   }
-#endif
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (block_size <= 0 || block_size > 1024) Fail("--block-size must be in [1, 1024]");
 
