@@ -497,8 +497,8 @@ int RouterHealth(const std::string& address, const std::string& service, const s
   int code = -1;
   for (int attempt = 0; attempt < 50 && code != want; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    code = *testing::Run(
-        {testing::BinDir() + "/kvctl", "--service=" + service, "health", address}, log);
+    code = *testing::Run({testing::BinDir() + "/kvctl", "--service=" + service, "health", address},
+                         log);
   }
   return code;
 }
