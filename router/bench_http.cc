@@ -2,8 +2,10 @@
 // the same requests against the same router and worker.
 //   kvc_bench_http [--json] [--report FILE] [--quick] [--clients N]
 // 1. Latency: requests (64-token prompt as token ids, 1 output token, greedy) sent one at a
-//    time over gRPC Generate, HTTP /v1/completions and HTTP /v1/completions with stream=true,
-//    interleaved; the HTTP path's added latency is the difference of the percentiles.
+//    time, in pairs: the same prompt over gRPC Generate and over HTTP /v1/completions (whole,
+//    then in a second pair with stream=true), back to back, the order alternating. An HTTP
+//    path's added latency is the percentiles of its per-pair differences (the difference of two
+//    paths' percentiles compares different requests' tails and can even go negative).
 // 2. Throughput: N clients (threads, each with its own keep-alive connection or channel) send
 //    such requests back to back over each path in turn, for a few rounds: requests/s, and the
 //    router's CPU time per request (from /proc).
@@ -216,24 +218,45 @@ int Main(int argc, char** argv) {
     HttpGenerate(http.get(), workload.http_stream[i]);
   }
 
-  // 1. Latency, one request at a time.
-  Progress(absl::StrCat(requests, " requests each way, interleaved"));
-  std::vector<double> grpc_s, http_s, sse_s;
+  // 1. Latency, one request at a time, in pairs: each HTTP call next to a gRPC call for the
+  // same prompt, the order alternating so that neither path always runs second (warmer).
+  Progress(absl::StrCat(requests, " pairs each for HTTP and for HTTP streaming against gRPC"));
+  auto micros = [](const auto& call) {
+    const absl::Time start = absl::Now();
+    call();
+    return absl::ToDoubleSeconds(absl::Now() - start) * 1e6;
+  };
+  // Times a gRPC call and an HTTP call of the same prompt, back to back in the given order;
+  // returns the HTTP call's time minus the gRPC call's.
+  auto pair = [&](int p, const std::string& http_body, bool grpc_first, std::vector<double>* grpc_s,
+                  std::vector<double>* http_s) {
+    auto grpc_call = [&] { GrpcGenerate(router.get(), workload.grpc[p]); };
+    auto http_call = [&] { HttpGenerate(http.get(), http_body); };
+    double grpc_us = 0, http_us = 0;
+    if (grpc_first) {
+      grpc_us = micros(grpc_call);
+      http_us = micros(http_call);
+    } else {
+      http_us = micros(http_call);
+      grpc_us = micros(grpc_call);
+    }
+    grpc_s->push_back(grpc_us);
+    http_s->push_back(http_us);
+    return http_us - grpc_us;
+  };
+  std::vector<double> grpc_s, http_s, sse_s, http_added, sse_added;
   for (int i = 0; i < requests; ++i) {
     const int p = i % kPrompts;
-    absl::Time start = absl::Now();
-    GrpcGenerate(router.get(), workload.grpc[p]);
-    grpc_s.push_back(absl::ToDoubleSeconds(absl::Now() - start) * 1e6);
-    start = absl::Now();
-    HttpGenerate(http.get(), workload.http[p]);
-    http_s.push_back(absl::ToDoubleSeconds(absl::Now() - start) * 1e6);
-    start = absl::Now();
-    HttpGenerate(http.get(), workload.http_stream[p]);
-    sse_s.push_back(absl::ToDoubleSeconds(absl::Now() - start) * 1e6);
+    http_added.push_back(pair(p, workload.http[p], i % 2 == 0, &grpc_s, &http_s));
+    sse_added.push_back(pair(p, workload.http_stream[p], i % 2 == 1, &grpc_s, &sse_s));
   }
+  // gRPC's figures are over the calls of both kinds of pair.
   const double grpc_p50 = Percentile(grpc_s, 0.5), grpc_p99 = Percentile(grpc_s, 0.99);
   const double http_p50 = Percentile(http_s, 0.5), http_p99 = Percentile(http_s, 0.99);
   const double sse_p50 = Percentile(sse_s, 0.5), sse_p99 = Percentile(sse_s, 0.99);
+  const double added_p50 = Percentile(http_added, 0.5), added_p99 = Percentile(http_added, 0.99);
+  const double sse_added_p50 = Percentile(sse_added, 0.5);
+  const double sse_added_p99 = Percentile(sse_added, 0.99);
 
   // 2. Throughput with `clients` in flight: the paths take turns, a few rounds each, so that
   // other load on the shared machine falls on all of them alike.
@@ -267,21 +290,20 @@ int Main(int argc, char** argv) {
         &sse_tp);
   }
 
-  const double added_p50 = http_p50 - grpc_p50, added_p99 = http_p99 - grpc_p99;
-  const double sse_added_p50 = sse_p50 - grpc_p50;
   const double rate_ratio = http_tp.requests_per_s() / grpc_tp.requests_per_s();
   if (args.json) {
     std::printf(
         "{\"grpc_p50_us\": %.1f, \"grpc_p99_us\": %.1f, \"http_p50_us\": %.1f, "
         "\"http_p99_us\": %.1f, \"http_stream_p50_us\": %.1f, \"http_stream_p99_us\": %.1f, "
         "\"http_added_p50_us\": %.1f, \"http_added_p99_us\": %.1f, "
-        "\"http_stream_added_p50_us\": %.1f, \"clients\": %d, \"grpc_requests_per_s\": %.1f, "
+        "\"http_stream_added_p50_us\": %.1f, \"http_stream_added_p99_us\": %.1f, "
+        "\"clients\": %d, \"grpc_requests_per_s\": %.1f, "
         "\"http_requests_per_s\": %.1f, \"http_stream_requests_per_s\": %.1f, "
         "\"http_vs_grpc_rate_ratio\": %.3f, \"grpc_router_cpu_us_per_request\": %.1f, "
         "\"http_router_cpu_us_per_request\": %.1f, "
         "\"http_stream_router_cpu_us_per_request\": %.1f}\n",
         grpc_p50, grpc_p99, http_p50, http_p99, sse_p50, sse_p99, added_p50, added_p99,
-        sse_added_p50, clients, grpc_tp.requests_per_s(), http_tp.requests_per_s(),
+        sse_added_p50, sse_added_p99, clients, grpc_tp.requests_per_s(), http_tp.requests_per_s(),
         sse_tp.requests_per_s(), rate_ratio, grpc_tp.router_cpu_us_per_request(),
         http_tp.router_cpu_us_per_request(), sse_tp.router_cpu_us_per_request());
   }
@@ -290,11 +312,11 @@ int Main(int argc, char** argv) {
       "|---|---|---|---|\n"
       "| latency p50, one at a time | %.0f us | %.0f us | %.0f us |\n"
       "| latency p99, one at a time | %.0f us | %.0f us | %.0f us |\n"
-      "| added over gRPC, p50 / p99 | | %.0f / %.0f us | %.0f / %.0f us |\n"
+      "| added over gRPC (per-pair difference), p50 / p99 | | %.0f / %.0f us | %.0f / %.0f us |\n"
       "| requests/s, %d clients | %.0f | %.0f (%.2fx) | %.0f (%.2fx) |\n"
       "| router CPU per request, %d clients | %.0f us | %.0f us | %.0f us |\n",
       grpc_p50, http_p50, sse_p50, grpc_p99, http_p99, sse_p99, added_p50, added_p99, sse_added_p50,
-      sse_p99 - grpc_p99, clients, grpc_tp.requests_per_s(), http_tp.requests_per_s(), rate_ratio,
+      sse_added_p99, clients, grpc_tp.requests_per_s(), http_tp.requests_per_s(), rate_ratio,
       sse_tp.requests_per_s(), sse_tp.requests_per_s() / grpc_tp.requests_per_s(), clients,
       grpc_tp.router_cpu_us_per_request(), http_tp.router_cpu_us_per_request(),
       sse_tp.router_cpu_us_per_request());
@@ -310,8 +332,12 @@ int Main(int argc, char** argv) {
         << "The same requests (64-token prompt as token ids, 1 output token, greedy, tiny model, "
            "one worker) through the router's gRPC API and its OpenAI-compatible HTTP API. "
            "Latency: "
-        << requests << " requests each way, one at a time, interleaved. Throughput: " << clients
-        << " client threads sending back to back, the paths taking turns: " << rounds
+        << requests
+        << " pairs of calls for each HTTP path, one at a time: a gRPC call and an HTTP call "
+           "(whole, or in its own pairs with stream=true) for the same prompt, back to back in "
+           "alternating order; the added latency is the percentiles of the differences within "
+           "pairs, and the gRPC column is over the calls of both kinds of pair. Throughput: "
+        << clients << " client threads sending back to back, the paths taking turns: " << rounds
         << " rounds of " << absl::FormatDuration(duration)
         << " per path; router CPU from /proc. The clients share the cores with the router and "
            "the worker, so requests/s also reflects each client library's own cost; router CPU "

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "router/http_connection.h"
@@ -42,16 +43,33 @@ ApiError ShuttingDown() {
 }
 
 // The generation budget within the context the chosen worker reports: the client's
-// max_tokens, or the default (chat: the rest of the context; completions: 16, shrunk to fit).
-// 413 for a prompt that fills the context, 400 for a max_tokens past it.
+// max_tokens, or the default (completions: 16, shrunk to fit the context; chat: the rest of
+// the context, or of the worker's KV pool when that is smaller, since a worker refuses a
+// request that its whole pool cannot hold). 413 for a prompt that fills the context, 400 for
+// a max_tokens past it. When the prompt's length or the context is unknown (a router without
+// a tokenizer), the workers judge the budget, and chat needs the client's max_tokens.
 std::optional<ApiError> FitContext(const Request& request, const RouteDecision& decision,
                                    int32_t* max_tokens) {
   *max_tokens = request.max_tokens.value_or(kDefaultCompletionMaxTokens);
-  const uint32_t max_context =
-      decision.candidates.front().worker->Status().info().max_context_tokens();
+  const pb::WorkerInfo info = decision.candidates.front().worker->Status().info();
+  const uint32_t max_context = info.max_context_tokens();
   const uint32_t prompt_tokens = decision.prompt_tokens;
-  if (max_context == 0 || prompt_tokens == 0) return std::nullopt;  // unknown: workers judge
   const bool chat = request.endpoint == Endpoint::kChatCompletions;
+  if (max_context == 0 || prompt_tokens == 0) {
+    if (!chat || request.max_tokens) return std::nullopt;
+    // Never a smaller default in its place: a silently short answer hides the cause.
+    return ApiError{
+        .http_status = 400,
+        .message = prompt_tokens == 0
+                       ? "This router cannot count the prompt's tokens (it has no tokenizer), so "
+                         "it cannot give chat its default of the rest of the context: set "
+                         "max_tokens or max_completion_tokens, or start the router with --model "
+                         "DIR (holding tokenizer.json) or --tokenizer FILE."
+                       : "The worker reported no context length, so chat has no default budget: "
+                         "set max_tokens or max_completion_tokens.",
+        .param = "max_tokens",
+        .code = "missing_required_parameter"};
+  }
   if (prompt_tokens >= max_context) {
     return ApiError{.http_status = 413,
                     .message = absl::StrCat("This model's maximum context length is ", max_context,
@@ -60,9 +78,13 @@ std::optional<ApiError> FitContext(const Request& request, const RouteDecision& 
                     .code = "context_length_exceeded"};
   }
   const int64_t room = static_cast<int64_t>(max_context) - prompt_tokens;
-  if (!request.max_tokens) {
-    *max_tokens = chat ? static_cast<int32_t>(room)
-                       : static_cast<int32_t>(std::min<int64_t>(*max_tokens, room));
+  if (!request.max_tokens && !chat) {
+    *max_tokens = static_cast<int32_t>(std::min<int64_t>(*max_tokens, room));
+  } else if (!request.max_tokens) {
+    const int64_t pool_room =
+        static_cast<int64_t>(info.capacity_blocks() * info.hash().block_size()) - prompt_tokens;
+    // A prompt that fills the pool (or a pool not reported) is left to the worker to judge.
+    *max_tokens = static_cast<int32_t>(pool_room > 0 ? std::min(room, pool_room) : room);
   } else if (*request.max_tokens > room) {
     return ApiError{.http_status = 400,
                     .message = absl::StrCat("This model's maximum context length is ", max_context,
@@ -72,6 +94,20 @@ std::optional<ApiError> FitContext(const Request& request, const RouteDecision& 
                     .code = "context_length_exceeded"};
   }
   return std::nullopt;
+}
+
+// The token of an "Authorization: Bearer TOKEN" header; nullopt for another scheme or no
+// token. The scheme is case-insensitive and may be followed by several spaces (RFC 7235:
+// credentials = auth-scheme 1*SP token68).
+std::optional<absl::string_view> BearerToken(absl::string_view header) {
+  constexpr absl::string_view kScheme = "Bearer";
+  if (!absl::StartsWithIgnoreCase(header, kScheme)) return std::nullopt;
+  absl::string_view rest = header.substr(kScheme.size());
+  if (!absl::ConsumePrefix(&rest, " ")) return std::nullopt;
+  while (absl::ConsumePrefix(&rest, " ")) {
+  }
+  if (rest.empty()) return std::nullopt;
+  return rest;
 }
 
 // Compares without returning early, so that the time taken does not reveal the key.
@@ -192,9 +228,8 @@ bool OpenAiApi::PreRoute(const httplib::Request& request, httplib::Response& res
   }
   if (options_.api_key.empty()) return false;
   const std::string header = request.get_header_value("Authorization");
-  constexpr absl::string_view kBearer = "Bearer ";
-  if (header.size() > kBearer.size() && absl::StartsWith(header, kBearer) &&
-      SameSecret(header.substr(kBearer.size()), options_.api_key)) {
+  if (std::optional<absl::string_view> token = BearerToken(header);
+      token && SameSecret(std::string(*token), options_.api_key)) {
     return false;
   }
   Reply(response,

@@ -26,8 +26,11 @@ std::string ErrorBody(const ApiError& error);
 
 // Maps a status from routing or from a worker onto the API's error: INVALID_ARGUMENT,
 // OUT_OF_RANGE and FAILED_PRECONDITION 400, RESOURCE_EXHAUSTED 413 (a prompt or request over
-// a limit), NOT_FOUND 404, UNAVAILABLE and CANCELLED 503 (no worker could serve it), anything
-// else 500 (a failure of the router or a worker itself, never of the input).
+// a limit) except a worker's "needs N KV blocks and the whole pool has M", which is 503 with
+// code insufficient_capacity (the worker's KV cache is smaller than the request, which the
+// context allows), NOT_FOUND 404, UNAVAILABLE, CANCELLED and DEADLINE_EXCEEDED 503 (no worker
+// could serve it), anything else 500 (a failure of the router or a worker itself, never of
+// the input).
 ApiError ErrorFromStatus(const absl::Status& status);
 
 }  // namespace kvc::router::openai

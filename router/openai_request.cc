@@ -71,12 +71,12 @@ class Reader {
   // An integer in [lo, hi]; a number with no fraction counts as one (16.0 from some clients).
   bool Integer(const std::string& param, const Json& value, int64_t lo, int64_t hi, int64_t* out) {
     int64_t number = 0;
-    if (value.is_number_unsigned()) {
-      const uint64_t u = value.get<uint64_t>();
-      number = u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
-                   ? std::numeric_limits<int64_t>::max()
-                   : static_cast<int64_t>(u);
-    } else if (value.is_number_integer()) {
+    if (value.is_number_unsigned() &&
+        value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return Fail(param, absl::StrCat("Invalid value for '", param, "': ", value.get<uint64_t>(),
+                                      " is outside [", lo, ", ", hi, "]."));
+    }
+    if (value.is_number_integer()) {  // signed or unsigned, within int64 here
       number = value.get<int64_t>();
     } else if (value.is_number_float() && std::isfinite(value.get<double>()) &&
                std::trunc(value.get<double>()) == value.get<double>() &&
@@ -90,6 +90,32 @@ class Reader {
                                       lo, ", ", hi, "]."));
     }
     *out = number;
+    return true;
+  }
+  // A seed: any integer in [-2^63, 2^64), taken as its 64-bit two's-complement pattern (the
+  // value modulo 2^64), so that seeds in [0, 2^64) map one to one and a negative seed n is the
+  // same seed as 2^64 + n.
+  bool Seed(const std::string& param, const Json& value, uint64_t* out) {
+    if (value.is_number_unsigned()) {
+      *out = value.get<uint64_t>();
+      return true;
+    }
+    if (value.is_number_integer()) {
+      *out = static_cast<uint64_t>(value.get<int64_t>());
+      return true;
+    }
+    if (!value.is_number_float()) return WrongType(param, value, "an integer");
+    const double number = value.get<double>();
+    if (!std::isfinite(number) || std::trunc(number) != number) {
+      return WrongType(param, value, "an integer");
+    }
+    constexpr double kTwoTo63 = 9223372036854775808.0, kTwoTo64 = 18446744073709551616.0;
+    if (number < -kTwoTo63 || number >= kTwoTo64) {
+      return Fail(param, absl::StrCat("Invalid value for '", param, "': ", number,
+                                      " is outside [-2^63, 2^64)."));
+    }
+    *out = number >= kTwoTo63 ? static_cast<uint64_t>(number - kTwoTo63) + (uint64_t{1} << 63)
+                              : static_cast<uint64_t>(static_cast<int64_t>(number));
     return true;
   }
   bool Number(const std::string& param, const Json& value, double lo, double hi, double* out) {
@@ -403,11 +429,9 @@ bool ParseRequest(std::string_view body, Endpoint endpoint, Request* request, Ap
     } else if (key == "stop") {
       if (!ParseStop(reader, value, &request->stop)) return false;
     } else if (key == "seed") {
-      if (!reader.Integer(key, value, std::numeric_limits<int64_t>::min(),
-                          std::numeric_limits<int64_t>::max(), &integer)) {
-        return false;
-      }
-      request->seed = static_cast<uint64_t>(integer);
+      uint64_t seed = 0;
+      if (!reader.Seed(key, value, &seed)) return false;
+      request->seed = seed;
     } else if (key == "user") {
       if (!reader.String(key, value, &request->user)) return false;
     } else if (key == "cache_salt") {

@@ -37,11 +37,13 @@ struct Request {
   std::vector<Message> messages;
 
   // Absent: completions default to 16 tokens (as OpenAI does), chat to the rest of the
-  // context.
+  // context or of the worker's KV pool, whichever is smaller (OpenAiApi decides; a router
+  // without a tokenizer refuses chat without it).
   std::optional<int32_t> max_tokens;
   float temperature = 1.0f;
   float top_p = 1.0f;
   int32_t top_k = 0;  // 0: off
+  // Any integer in [-2^63, 2^64) as its 64-bit pattern (modulo 2^64): -1 is 2^64 - 1.
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
   bool stream = false;

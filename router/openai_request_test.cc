@@ -197,10 +197,67 @@ TEST(OpenAiRequestTest, ErrorBodyHasOpenAisShape) {
   EXPECT_TRUE(nulls["error"]["code"].is_null());
 }
 
+// Seeds are any integer in [-2^63, 2^64), taken modulo 2^64: the whole uint64 range maps one
+// to one (none is clamped onto another), a negative seed is its two's-complement pattern.
+TEST(OpenAiRequestTest, SeedsKeepAll64Bits) {
+  struct Case {
+    const char* json;
+    uint64_t seed;
+  };
+  const Case cases[] = {
+      {"0", 0},
+      {"9223372036854775807", 9223372036854775807ull},    // 2^63 - 1
+      {"9223372036854775808", 9223372036854775808ull},    // 2^63
+      {"9223372036854775809", 9223372036854775809ull},    // 2^63 + 1
+      {"18446744073709551614", 18446744073709551614ull},  // 2^64 - 2
+      {"18446744073709551615", 18446744073709551615ull},  // 2^64 - 1
+      {"-1", 18446744073709551615ull},
+      {"-9223372036854775808", 9223372036854775808ull},  // -2^63
+      {"42.0", 42},
+      {"1e19", 10000000000000000000ull},
+      {"-2.0", 18446744073709551614ull},
+  };
+  for (const Case& c : cases) {
+    const std::string body =
+        std::string(R"({"model": "m", "prompt": "x", "seed": )") + c.json + "}";
+    const Request r = Parse(body);
+    ASSERT_TRUE(r.seed.has_value()) << body;
+    EXPECT_EQ(*r.seed, c.seed) << body;
+    EXPECT_EQ(ToGenerateRequest(r, nullptr, true, 1).sampling().seed(), c.seed) << body;
+  }
+  for (const char* seed : {"18446744073709551616", "1e20", "-9.3e18", "-1e19"}) {
+    const ApiError error =
+        Error(std::string(R"({"model": "m", "prompt": "x", "seed": )") + seed + "}");
+    EXPECT_EQ(error.param, "seed") << seed;
+    EXPECT_EQ(error.code, "invalid_value") << seed;
+  }
+  EXPECT_EQ(Error(R"({"model": "m", "prompt": "x", "seed": 1.5})").code, "invalid_type");
+  // Other integer fields refuse what is past int64 instead of clamping it.
+  EXPECT_EQ(Error(R"({"model": "m", "prompt": "x", "max_tokens": 9223372036854775808})").code,
+            "invalid_value");
+}
+
 TEST(OpenAiRequestTest, StatusesMapToHttp) {
   EXPECT_EQ(ErrorFromStatus(absl::InvalidArgumentError("x")).http_status, 400);
   EXPECT_EQ(ErrorFromStatus(absl::FailedPreconditionError("x")).http_status, 400);
   EXPECT_EQ(ErrorFromStatus(absl::ResourceExhaustedError("x")).http_status, 413);
+  // A worker's RESOURCE_EXHAUSTED, in its own words: the prompt's size is the request's fault
+  // (413); a KV pool too small for prompt + max_tokens is the worker's capacity (503).
+  const ApiError too_large = ErrorFromStatus(
+      absl::ResourceExhaustedError("the prompt text has 9000000 bytes; the limit is 8388608"));
+  EXPECT_EQ(too_large.http_status, 413);
+  EXPECT_EQ(too_large.code, "request_too_large");
+  const ApiError pool = ErrorFromStatus(
+      absl::ResourceExhaustedError("the request needs 194 KV blocks and the whole pool has 128"));
+  EXPECT_EQ(pool.http_status, 503);
+  EXPECT_EQ(pool.type, "service_unavailable");
+  EXPECT_EQ(pool.code, "insufficient_capacity");
+  EXPECT_EQ(pool.message, "the request needs 194 KV blocks and the whole pool has 128");
+  // The chat template's limits stay the request's.
+  EXPECT_EQ(
+      ErrorFromStatus(absl::ResourceExhaustedError("out of memory rendering the chat template"))
+          .http_status,
+      413);
   EXPECT_EQ(ErrorFromStatus(absl::UnavailableError("x")).http_status, 503);
   EXPECT_EQ(ErrorFromStatus(absl::CancelledError("x")).http_status, 503);
   EXPECT_EQ(ErrorFromStatus(absl::InternalError("x")).http_status, 500);
