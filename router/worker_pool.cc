@@ -77,6 +77,9 @@ WorkerLink::WorkerLink(std::string address, pb::WorkerSource source, kvindex::Wo
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(config->reconnect_min)));
   args.SetMaxReceiveMessageSize(256 << 20);
+  // The router retries a failed Generate on another worker itself (RoutedGenerate); gRPC's
+  // own retry layer would only add a copy of every request and its bookkeeping to each call.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
   stub_ = pb::Worker::NewStub(channel_);
 }
