@@ -8,7 +8,6 @@
 // Every tunable is a flag below with its default and a one-line doc (router/config.h holds
 // the same set); `--help` lists them. Flags may be written with dashes or underscores.
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <csignal>
 #include <cstdio>
@@ -33,6 +32,8 @@
 #include "common/process_setup.h"
 #include "common/tokenizer/tokenizer.h"
 #include "kvindex/prefix_index.h"
+#include "router/grpc_loop.h"
+#include "router/health_service.h"
 #include "router/http_server.h"
 #include "router/openai_chat.h"
 #include "router/router.h"
@@ -116,7 +117,7 @@ constexpr char kReadinessService[] = "kvcluster.v1.Router";
 // Thread-safety: owns one thread; construct and destroy it on the same thread.
 class ReadinessReporter {
  public:
-  ReadinessReporter(grpc::HealthCheckServiceInterface* health, const router::WorkerPool* pool)
+  ReadinessReporter(router::HealthService* health, const router::WorkerPool* pool)
       : thread_([this, health, pool] { Run(health, pool); }) {}
   ~ReadinessReporter() {
     stop_.Notify();
@@ -124,7 +125,7 @@ class ReadinessReporter {
   }
 
  private:
-  void Run(grpc::HealthCheckServiceInterface* health, const router::WorkerPool* pool) {
+  void Run(router::HealthService* health, const router::WorkerPool* pool) {
     int last = -1;
     do {
       const int ready = pool->Ready().empty() ? 0 : 1;
@@ -200,18 +201,6 @@ int Main(int argc, char** argv) {
     Log("no tokenizer: text prompts are routed by load only (token-id prompts by prefix)");
   }
 
-  std::unique_ptr<kvindex::PrefixIndex> index = kvindex::NewPrefixIndex();
-  router::WorkerPool pool(config, index.get());
-  for (absl::string_view address :
-       absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
-    auto added = pool.Add(std::string(address), kvcluster::v1::WORKER_SOURCE_STATIC);
-    if (!added.ok()) Fail(std::string(added.status().message()));
-  }
-  if (!absl::GetFlag(FLAGS_workers_dns).empty()) {
-    if (absl::Status status = pool.FollowDns(absl::GetFlag(FLAGS_workers_dns)); !status.ok()) {
-      Fail(std::string(status.message()));
-    }
-  }
   // The chat template: --chat-template, else tokenizer_config.json's (beside the tokenizer).
   std::unique_ptr<router::openai::ChatPrompter> chat;
   std::string tokenizer_config = absl::GetFlag(FLAGS_tokenizer_config);
@@ -233,18 +222,37 @@ int Main(int argc, char** argv) {
     }
   }
 
-  router::Router router(config, index.get(), &pool, tokenizer.get());
-  router::RouterService service(&router);
-
-  grpc::EnableDefaultHealthCheckService(true);
+  // gRPC: every call the router serves or makes runs on one loop thread (router/grpc_loop.h).
+  router::RouterService service;
+  router::HealthService health;
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
+  builder.RegisterService(service.service());
+  builder.RegisterService(health.service());
   builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::ServerCompletionQueue> server_cq = builder.AddCompletionQueue();
+  grpc::ServerCompletionQueue* const cq = server_cq.get();
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) Fail("cannot listen on " + absl::GetFlag(FLAGS_listen));
-  ReadinessReporter readiness(server->GetHealthCheckService(), &pool);
+  router::GrpcLoop loop(std::move(server_cq));
+
+  std::unique_ptr<kvindex::PrefixIndex> index = kvindex::NewPrefixIndex();
+  router::WorkerPool pool(config, index.get(), &loop);
+  for (absl::string_view address :
+       absl::StrSplit(absl::GetFlag(FLAGS_workers), ',', absl::SkipWhitespace())) {
+    auto added = pool.Add(std::string(address), kvcluster::v1::WORKER_SOURCE_STATIC);
+    if (!added.ok()) Fail(std::string(added.status().message()));
+  }
+  if (!absl::GetFlag(FLAGS_workers_dns).empty()) {
+    if (absl::Status status = pool.FollowDns(absl::GetFlag(FLAGS_workers_dns)); !status.ok()) {
+      Fail(std::string(status.message()));
+    }
+  }
+  router::Router router(config, index.get(), &pool, tokenizer.get());
+  service.Serve(&router, cq);
+  health.Serve(&loop, cq);
+  ReadinessReporter readiness(&health, &pool);
 
   std::unique_ptr<router::HttpServer> http;
   if (!absl::GetFlag(FLAGS_http_listen).empty()) {
@@ -286,7 +294,10 @@ int Main(int argc, char** argv) {
   const int signal_number = WaitForTerminationSignal();
   Log(absl::StrCat("signal ", signal_number, ": shutting down"));
   if (http) http->Stop();
+  health.Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  pool.Stop();  // no link thread waits on the loop any more
+  loop.Shutdown();
   Log("stopped");
   return 0;
 }

@@ -8,15 +8,35 @@ namespace kvc::router {
 
 namespace pb = ::kvcluster::v1;
 
-ProxyCall::ProxyCall(const Router* router, const pb::GenerateRequest& request)
-    : RoutedGenerate(router) {
+void ProxyCall::Listen(const Router* router, pb::Router::AsyncService* service,
+                       grpc::ServerCompletionQueue* cq) {
+  new ProxyCall(router, service, cq);
+}
+
+ProxyCall::ProxyCall(const Router* router, pb::Router::AsyncService* service,
+                     grpc::ServerCompletionQueue* cq)
+    : RoutedGenerate(router), service_(service), cq_(cq), loop_(router->pool()->loop()) {
+  loop_->CallStarted();
+  context_.AsyncNotifyWhenDone(&call_done_);
+  service_->RequestGenerate(&context_, &request_, &writer_, cq_, cq_, &requested_);
+}
+
+ProxyCall::~ProxyCall() { loop_->CallEnded(); }
+
+void ProxyCall::OnRequest(bool ok) {
+  if (!ok) {  // the server is shutting down: no call came, and no end-of-call tag will
+    finish_done_ = call_done_seen_ = true;
+    MaybeRelease();
+    return;
+  }
+  Listen(router(), service_, cq_);
   absl::MutexLock lock(&mutex_);
-  absl::StatusOr<RouteDecision> decision = router->Decide(request);
+  absl::StatusOr<RouteDecision> decision = router()->Decide(request_);
   if (!decision.ok()) {
     LockedFail(ToGrpcStatus(decision.status()));
     return;
   }
-  LockedStart(request, std::move(*decision));
+  LockedStart(request_, std::move(*decision));
 }
 
 void ProxyCall::LockedOnUpstreamProgress() { LockedWriteNext(); }
@@ -24,22 +44,24 @@ void ProxyCall::LockedOnUpstreamProgress() { LockedWriteNext(); }
 void ProxyCall::LockedWriteNext() {
   if (writing_ || finish_called_) return;
   if (LockedTake(&writing_message_)) {
-    writing_ = true;
     if (writing_message_.has_result() && LockedQueued() == 0) {
-      // A Generate stream ends with its result: send it with the status in one go.
+      // A Generate stream ends with its result: send it with the status in one go, so that
+      // the client reads the message and the end of the call from one packet.
       finish_called_ = true;
-      StartWriteAndFinish(&writing_message_, grpc::WriteOptions(), grpc::Status::OK);
+      writer_.WriteAndFinish(writing_message_, grpc::WriteOptions(), grpc::Status::OK, &finished_);
       return;
     }
-    // No buffer hint even when more is queued: a hinted write may wait for the next write
-    // to flush it, and the next one starts only from its OnWriteDone.
-    StartWrite(&writing_message_);
+    writing_ = true;
+    writer_.Write(writing_message_, &written_);
     return;
   }
-  if (LockedUpstreamDone()) {
-    finish_called_ = true;
-    Finish(LockedFinalStatus());
-  }
+  if (LockedUpstreamDone()) LockedFinish(LockedFinalStatus());
+}
+
+void ProxyCall::LockedFinish(const grpc::Status& status) {
+  if (finish_called_) return;
+  finish_called_ = true;
+  writer_.Finish(status, &finished_);
 }
 
 void ProxyCall::OnWriteDone(bool ok) {
@@ -47,21 +69,28 @@ void ProxyCall::OnWriteDone(bool ok) {
   writing_ = false;
   if (!ok) {
     LockedCancelUpstream();
-    if (!finish_called_) {
-      finish_called_ = true;
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-    }
+    LockedFinish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
     return;
   }
   LockedWriteNext();
 }
 
-void ProxyCall::OnCancel() {
-  absl::MutexLock lock(&mutex_);
-  LockedCancelUpstream();
+void ProxyCall::OnFinishDone(bool) {
+  finish_done_ = true;
+  MaybeRelease();
 }
 
-void ProxyCall::OnDone() {
+void ProxyCall::OnCallDone(bool) {
+  call_done_seen_ = true;
+  if (context_.IsCancelled()) {
+    absl::MutexLock lock(&mutex_);
+    LockedCancelUpstream();
+  }
+  MaybeRelease();
+}
+
+void ProxyCall::MaybeRelease() {
+  if (!finish_done_ || !call_done_seen_) return;
   {
     absl::MutexLock lock(&mutex_);
     LockedCancelUpstream();

@@ -27,41 +27,68 @@ bool Retryable(const grpc::Status& status) {
 
 }  // namespace
 
-// The client side of one attempt. Holds a reference on the call until gRPC is done with it.
-class RoutedGenerate::WorkerStream final : public grpc::ClientReadReactor<pb::GenerateResponse> {
+// The client side of one attempt, on the router's GrpcLoop. Holds a reference on the call
+// until gRPC is done with it: the stream deletes itself once its status arrived and its start
+// completed. Reads are chained by the call (ReadMore) under its mutex, one at a time.
+class RoutedGenerate::WorkerStream final {
  public:
-  WorkerStream(RoutedGenerate* call, std::shared_ptr<WorkerLink> worker)
-      : call_(call), worker_(std::move(worker)) {}
+  WorkerStream(RoutedGenerate* call, std::shared_ptr<WorkerLink> worker, GrpcLoop* loop)
+      : call_(call), worker_(std::move(worker)), loop_(loop) {
+    loop_->CallStarted();
+  }
 
   void Start(const pb::GenerateRequest& request) {
-    worker_->stub()->async()->Generate(&context_, &request, this);
-    StartRead(&response_);
-    StartCall();
+    reader_ = worker_->stub()->PrepareAsyncGenerate(&context_, request, loop_->cq());
+    reader_->StartCall(&started_);
+    ReadMore();
   }
   void Cancel() { context_.TryCancel(); }
-  void ReadMore() { StartRead(&response_); }
+  void ReadMore() { reader_->Read(&response_, &read_done_); }
   WorkerLink* worker() const { return worker_.get(); }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) return;  // OnDone follows with the status
+ private:
+  void OnStarted(bool) {
+    start_done_ = true;
+    MaybeDelete();
+  }
+  void OnReadDone(bool ok) {
+    if (!ok) {  // the stream ended: its status follows
+      reader_->Finish(&status_, &finished_);
+      return;
+    }
     absl::MutexLock lock(&call_->mutex_);
     call_->LockedOnWorkerResponse(this, std::move(response_));
   }
-  void OnDone(const grpc::Status& status) override {
+  void OnFinished(bool) {
     {
       absl::MutexLock lock(&call_->mutex_);
-      call_->LockedOnWorkerDone(this, status);
+      call_->LockedOnWorkerDone(this, status_);
     }
+    finish_done_ = true;
+    MaybeDelete();
+  }
+  // The start and the status complete on the loop thread, in either order.
+  void MaybeDelete() {
+    if (!start_done_ || !finish_done_) return;
     RoutedGenerate* call = call_;
+    GrpcLoop* loop = loop_;
     delete this;
     call->Unref();
+    loop->CallEnded();
   }
 
- private:
   RoutedGenerate* const call_;
   const std::shared_ptr<WorkerLink> worker_;
+  GrpcLoop* const loop_;
   grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientAsyncReader<pb::GenerateResponse>> reader_;
   pb::GenerateResponse response_;
+  grpc::Status status_;
+  bool start_done_ = false;
+  bool finish_done_ = false;
+  GrpcLoop::MemberTag<WorkerStream> started_{this, &WorkerStream::OnStarted};
+  GrpcLoop::MemberTag<WorkerStream> read_done_{this, &WorkerStream::OnReadDone};
+  GrpcLoop::MemberTag<WorkerStream> finished_{this, &WorkerStream::OnFinished};
 };
 
 void RoutedGenerate::LockedStart(const pb::GenerateRequest& request, RouteDecision decision) {
@@ -82,8 +109,8 @@ void RoutedGenerate::LockedStartAttempt() {
   tracked_tokens_ = decision_.prompt_tokens;
   attempt_released_ = false;
   counters.active_tokens.fetch_add(tracked_tokens_, std::memory_order_relaxed);
-  stream_ =
-      new WorkerStream(this, std::shared_ptr<WorkerLink>(decision_.workers, candidate.worker));
+  stream_ = new WorkerStream(this, std::shared_ptr<WorkerLink>(decision_.workers, candidate.worker),
+                             router_->pool()->loop());
   ++refs_;
   stream_->Start(decision_.rewritten ? *decision_.rewritten : *request_);
 }
@@ -99,7 +126,10 @@ void RoutedGenerate::LockedEndAttempt(bool failed) {
 }
 
 void RoutedGenerate::LockedOnWorkerResponse(WorkerStream* stream, pb::GenerateResponse response) {
-  if (stream != stream_ || upstream_done_) return;
+  if (stream != stream_ || upstream_done_) {
+    stream->ReadMore();  // not this call's any more: drain to the stream's end
+    return;
+  }
   WorkerCounters& counters = stream->worker()->counters();
   if (response.has_chunk()) {
     const int n = response.chunk().token_ids_size();

@@ -10,9 +10,10 @@
 // taken), learns of new ones through LockedOnUpstreamProgress, and cancels with
 // LockedCancelUpstream when its client goes away.
 //
-// Lifetime and threads: gRPC calls each attempt's WorkerStream on its threads; the object
-// deletes itself once the client side dropped its reference (Unref) and no worker stream is
-// left. State below, the subclass's included, is guarded by mutex_.
+// Lifetime and threads: each attempt's WorkerStream runs on the router's GrpcLoop thread; the
+// client side may run on any thread. The object deletes itself once the client side dropped its
+// reference (Unref) and no worker stream is left. State below, the subclass's included, is guarded
+// by mutex_.
 #ifndef KVCLUSTER_ROUTER_ROUTED_GENERATE_H_
 #define KVCLUSTER_ROUTER_ROUTED_GENERATE_H_
 

@@ -9,12 +9,6 @@ namespace pb = ::kvcluster::v1;
 
 namespace {
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context, const grpc::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
-}
-
 void AddInto(const pb::WorkerStats& from, pb::WorkerStats* total) {
   total->set_requests(total->requests() + from.requests());
   total->set_prompt_tokens(total->prompt_tokens() + from.prompt_tokens());
@@ -79,20 +73,16 @@ pb::StatsResponse CollectStats(const Router& router) {
   return stats;
 }
 
-grpc::ServerWriteReactor<pb::GenerateResponse>* RouterService::Generate(
-    grpc::CallbackServerContext*, const pb::GenerateRequest* request) {
-  return new ProxyCall(router_, *request);
-}
+namespace {
 
-grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* context,
-                                               const pb::RouteRequest* request,
-                                               pb::RouteResponse* response) {
-  absl::StatusOr<RouteDecision> decision = router_->Decide(request->request());
-  if (!decision.ok()) return Done(context, ToGrpcStatus(decision.status()));
+grpc::Status Route(const Router& router, const pb::RouteRequest& request,
+                   pb::RouteResponse* response) {
+  absl::StatusOr<RouteDecision> decision = router.Decide(request.request());
+  if (!decision.ok()) return ToGrpcStatus(decision.status());
   const RoutedCandidate& best = decision->candidates.front();
   response->set_worker_id(best.worker->worker_id());
   response->set_address(best.worker->address());
-  response->set_policy(PolicyName(router_->policy().options().kind));
+  response->set_policy(PolicyName(router.policy().options().kind));
   response->set_prompt_tokens(decision->prompt_tokens);
   response->set_prompt_blocks(decision->prompt_blocks);
   for (const RoutedCandidate& c : decision->candidates) {
@@ -103,36 +93,64 @@ grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* cont
     score->set_decode_load_blocks(c.score.decode_load_blocks);
     score->set_cost(c.score.cost);
   }
-  return Done(context, grpc::Status::OK);
+  return grpc::Status::OK;
 }
 
-grpc::ServerUnaryReactor* RouterService::GetStats(grpc::CallbackServerContext* context,
-                                                  const pb::GetStatsRequest*,
-                                                  pb::StatsResponse* response) {
-  *response = CollectStats(*router_);
-  return Done(context, grpc::Status::OK);
+// Binds an AsyncService's RequestX to the service and the loop's queue.
+template <typename Base, typename Request, typename Response>
+auto Requester(pb::Router::AsyncService* service, grpc::ServerCompletionQueue* cq,
+               void (Base::*request_method)(grpc::ServerContext*, Request*,
+                                            grpc::ServerAsyncResponseWriter<Response>*,
+                                            grpc::CompletionQueue*, grpc::ServerCompletionQueue*,
+                                            void*)) {
+  return [=](grpc::ServerContext* context, Request* request,
+             grpc::ServerAsyncResponseWriter<Response>* writer,
+             void* tag) { (service->*request_method)(context, request, writer, cq, cq, tag); };
 }
 
-grpc::ServerUnaryReactor* RouterService::ListWorkers(grpc::CallbackServerContext* context,
-                                                     const pb::ListWorkersRequest*,
-                                                     pb::ListWorkersResponse* response) {
-  for (const auto& link : router_->pool()->All()) *response->add_workers() = link->Status();
-  return Done(context, grpc::Status::OK);
-}
+}  // namespace
 
-grpc::ServerUnaryReactor* RouterService::RegisterWorker(grpc::CallbackServerContext* context,
-                                                        const pb::RegisterWorkerRequest* request,
-                                                        pb::RegisterWorkerResponse* response) {
-  auto link = router_->pool()->Add(request->address(), pb::WORKER_SOURCE_REGISTERED);
-  if (!link.ok()) return Done(context, ToGrpcStatus(link.status()));
-  *response->mutable_worker() = (*link)->Status();
-  return Done(context, grpc::Status::OK);
-}
-
-grpc::ServerUnaryReactor* RouterService::DeregisterWorker(
-    grpc::CallbackServerContext* context, const pb::DeregisterWorkerRequest* request,
-    pb::DeregisterWorkerResponse*) {
-  return Done(context, ToGrpcStatus(router_->pool()->Remove(request->address())));
+void RouterService::Serve(Router* router, grpc::ServerCompletionQueue* cq) {
+  GrpcLoop* loop = router->pool()->loop();
+  pb::Router::AsyncService* service = &service_;
+  route_ = std::make_unique<UnaryMethod<pb::RouteRequest, pb::RouteResponse>>(
+      loop, Requester(service, cq, &pb::Router::AsyncService::RequestRoute),
+      [router](const pb::RouteRequest& request, pb::RouteResponse* response) {
+        return Route(*router, request, response);
+      });
+  get_stats_ = std::make_unique<UnaryMethod<pb::GetStatsRequest, pb::StatsResponse>>(
+      loop, Requester(service, cq, &pb::Router::AsyncService::RequestGetStats),
+      [router](const pb::GetStatsRequest&, pb::StatsResponse* response) {
+        *response = CollectStats(*router);
+        return grpc::Status::OK;
+      });
+  list_workers_ = std::make_unique<UnaryMethod<pb::ListWorkersRequest, pb::ListWorkersResponse>>(
+      loop, Requester(service, cq, &pb::Router::AsyncService::RequestListWorkers),
+      [router](const pb::ListWorkersRequest&, pb::ListWorkersResponse* response) {
+        for (const auto& link : router->pool()->All()) *response->add_workers() = link->Status();
+        return grpc::Status::OK;
+      });
+  register_ = std::make_unique<UnaryMethod<pb::RegisterWorkerRequest, pb::RegisterWorkerResponse>>(
+      loop, Requester(service, cq, &pb::Router::AsyncService::RequestRegisterWorker),
+      [router](const pb::RegisterWorkerRequest& request, pb::RegisterWorkerResponse* response) {
+        auto link = router->pool()->Add(request.address(), pb::WORKER_SOURCE_REGISTERED);
+        if (!link.ok()) return ToGrpcStatus(link.status());
+        *response->mutable_worker() = (*link)->Status();
+        return grpc::Status::OK;
+      });
+  deregister_ =
+      std::make_unique<UnaryMethod<pb::DeregisterWorkerRequest, pb::DeregisterWorkerResponse>>(
+          loop, Requester(service, cq, &pb::Router::AsyncService::RequestDeregisterWorker),
+          [router](const pb::DeregisterWorkerRequest& request, pb::DeregisterWorkerResponse*) {
+            return ToGrpcStatus(router->pool()->Remove(request.address()));
+          },
+          /*blocking=*/true);
+  route_->Serve();
+  get_stats_->Serve();
+  list_workers_->Serve();
+  register_->Serve();
+  deregister_->Serve();
+  ProxyCall::Listen(router, service, cq);
 }
 
 }  // namespace kvc::router

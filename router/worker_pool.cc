@@ -62,12 +62,13 @@ absl::Status ParseHostPort(const std::string& address, std::string* host, std::s
 // WorkerLink
 
 WorkerLink::WorkerLink(std::string address, pb::WorkerSource source, kvindex::WorkerId index_id,
-                       const RouterConfig* config, kvindex::PrefixIndex* index)
+                       const RouterConfig* config, kvindex::PrefixIndex* index, GrpcLoop* loop)
     : address_(std::move(address)),
       source_(source),
       index_id_(index_id),
       config_(config),
-      index_(index) {
+      index_(index),
+      loop_(loop) {
   grpc::ChannelArguments args;
   // Reconnect quickly after a worker restarts: the default backoff grows to two minutes.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
@@ -174,7 +175,11 @@ bool WorkerLink::Verify() {
   grpc::ClientContext context;
   context.set_deadline(DeadlineAfter(config_->rpc_timeout));
   pb::WorkerInfo info;
-  const grpc::Status status = stub_->GetInfo(&context, pb::GetInfoRequest(), &info);
+  const pb::GetInfoRequest request;
+  const grpc::Status status = CallAndWait(
+      loop_,
+      [&](grpc::CompletionQueue* cq) { return stub_->PrepareAsyncGetInfo(&context, request, cq); },
+      &info);
   if (!status.ok()) {
     if (down_since_ == absl::InfinitePast()) down_since_ = absl::Now();
     SetState(pb::WORKER_STATE_UNHEALTHY, absl::StrCat("unreachable: ", status.error_message()));
@@ -225,10 +230,11 @@ void WorkerLink::Stream() {
     stream_context_ = &context;
     last_message_ = absl::Now();
   }
-  auto reader = stub_->SubscribeKvEvents(&context, request);
+  BlockingReader<pb::KvEventMessage> reader(
+      stub_->PrepareAsyncSubscribeKvEvents(&context, request, loop_->cq()));
   pb::KvEventMessage message;
   bool resync = false;
-  while (reader->Read(&message)) {
+  while (reader.Read(&message)) {
     {
       absl::MutexLock lock(&mutex_);
       last_message_ = absl::Now();
@@ -244,7 +250,7 @@ void WorkerLink::Stream() {
       break;
     }
   }
-  const grpc::Status status = reader->Finish();
+  const grpc::Status status = reader.Finish();
   {
     absl::MutexLock lock(&mutex_);
     stream_context_ = nullptr;
@@ -376,7 +382,14 @@ void WorkerLink::Poll() {
   // subtracting the larger of this router's own count before and after it never mistakes a
   // request that just finished here for someone else's load.
   const int64_t own_before = counters_.active_tokens.load(std::memory_order_relaxed);
-  if (stub_->GetLoad(&context, pb::GetLoadRequest(), &load).ok()) {
+  const pb::GetLoadRequest request;
+  if (CallAndWait(
+          loop_,
+          [&](grpc::CompletionQueue* cq) {
+            return stub_->PrepareAsyncGetLoad(&context, request, cq);
+          },
+          &load)
+          .ok()) {
     const int64_t own_after = counters_.active_tokens.load(std::memory_order_relaxed);
     counters_.external_tokens_in_flight.store(
         std::max<int64_t>(
@@ -390,13 +403,15 @@ void WorkerLink::Poll() {
 // ---------------------------------------------------------------------------------------------
 // WorkerPool
 
-WorkerPool::WorkerPool(const RouterConfig& config, kvindex::PrefixIndex* index)
-    : config_(config), index_(index) {
+WorkerPool::WorkerPool(const RouterConfig& config, kvindex::PrefixIndex* index, GrpcLoop* loop)
+    : config_(config), index_(index), loop_(loop) {
   poller_ = std::thread([this] { PollLoop(); });
 }
 
-WorkerPool::~WorkerPool() {
-  stopping_.Notify();
+WorkerPool::~WorkerPool() { Stop(); }
+
+void WorkerPool::Stop() {
+  if (!stopping_.HasBeenNotified()) stopping_.Notify();
   if (poller_.joinable()) poller_.join();
   if (resolver_.joinable()) resolver_.join();
   std::vector<std::shared_ptr<WorkerLink>> links = All();
@@ -422,7 +437,7 @@ absl::StatusOr<std::shared_ptr<WorkerLink>> WorkerPool::Add(const std::string& a
     } else {
       return absl::ResourceExhaustedError("too many workers (65536)");
     }
-    link = std::make_shared<WorkerLink>(address, source, id, &config_, index_);
+    link = std::make_shared<WorkerLink>(address, source, id, &config_, index_, loop_);
     workers_[address] = link;
     auto ordered = std::make_shared<WorkerList>(*ordered_);
     ordered->insert(

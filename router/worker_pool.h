@@ -7,7 +7,8 @@
 // backoff; a worker unreachable past dead_after loses its blocks in the index. One poller
 // thread fetches every worker's load and restarts silent streams; one resolver thread
 // follows a DNS name. Routing only reads: it takes a snapshot of the ready workers and reads
-// their atomic counters, never waiting on event ingestion.
+// their atomic counters, never waiting on event ingestion. The links' gRPC calls run on the
+// router's GrpcLoop: their threads wait for each message without polling themselves.
 //
 // Thread-safety: WorkerPool is thread-safe. Each WorkerLink's state is guarded by its own
 // mutex (or atomic); its event handling runs only on its own thread.
@@ -30,6 +31,7 @@
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "kvindex/prefix_index.h"
 #include "router/config.h"
+#include "router/grpc_loop.h"
 
 namespace kvc::router {
 
@@ -62,7 +64,7 @@ struct WorkerCounters {
 class WorkerLink {
  public:
   WorkerLink(std::string address, kvcluster::v1::WorkerSource source, kvindex::WorkerId index_id,
-             const RouterConfig* config, kvindex::PrefixIndex* index);
+             const RouterConfig* config, kvindex::PrefixIndex* index, GrpcLoop* loop);
   ~WorkerLink();
 
   void Start();
@@ -105,6 +107,7 @@ class WorkerLink {
   const kvindex::WorkerId index_id_;
   const RouterConfig* const config_;
   kvindex::PrefixIndex* const index_;
+  GrpcLoop* const loop_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<kvcluster::v1::Worker::Stub> stub_;
   WorkerCounters counters_;
@@ -135,8 +138,13 @@ using WorkerList = std::vector<std::shared_ptr<WorkerLink>>;
 
 class WorkerPool {
  public:
-  WorkerPool(const RouterConfig& config, kvindex::PrefixIndex* index);
-  ~WorkerPool();
+  // REQUIRES: `loop` outlives the pool.
+  WorkerPool(const RouterConfig& config, kvindex::PrefixIndex* index, GrpcLoop* loop);
+  ~WorkerPool();  // Stop()
+
+  // Stops every link's thread, the load poller and the resolver; the links stay listed (calls
+  // in flight still refer to them) but get no events any more. Idempotent.
+  void Stop();
 
   // Adds a worker by "host:port" ("[v6addr]:port" for IPv6). INVALID_ARGUMENT for a malformed
   // address, ALREADY_EXISTS when present, RESOURCE_EXHAUSTED past the index's worker limit.
@@ -157,12 +165,15 @@ class WorkerPool {
   WorkerList All() const;
   std::shared_ptr<WorkerLink> Find(const std::string& address) const;
 
+  GrpcLoop* loop() const { return loop_; }
+
  private:
   void PollLoop();
   void DnsLoop(std::string host, std::string port);
 
   const RouterConfig config_;
   kvindex::PrefixIndex* const index_;
+  GrpcLoop* const loop_;
   absl::Notification stopping_;
   std::thread poller_;
   std::thread resolver_;

@@ -129,7 +129,8 @@ TEST(WorkerPoolTest, DetectsAndRepairsGapsMismatchesLossAndRestarts) {
   config.reconnect_min = absl::Milliseconds(10);
   config.reconnect_max = absl::Milliseconds(50);
   std::unique_ptr<kvindex::PrefixIndex> index = kvindex::NewPrefixIndex();
-  WorkerPool pool(config, index.get());
+  GrpcLoop loop(std::make_unique<grpc::CompletionQueue>());
+  WorkerPool pool(config, index.get(), &loop);
   auto link = pool.Add("127.0.0.1:" + std::to_string(port), pb::WORKER_SOURCE_STATIC);
   ASSERT_TRUE(link.ok());
 
@@ -159,6 +160,8 @@ TEST(WorkerPoolTest, DetectsAndRepairsGapsMismatchesLossAndRestarts) {
   EXPECT_EQ(summary.blocks.num_blocks, 1u);
   EXPECT_EQ(summary.blocks.digest, kA);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  pool.Stop();
+  loop.Shutdown();
 }
 
 }  // namespace

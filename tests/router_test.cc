@@ -509,7 +509,7 @@ TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
   const std::string router = cluster_.router_address();
   EXPECT_EQ(RouterHealth(router, "kvcluster.v1.Router", log, 0), 0) << testing::ReadFile(log);
   EXPECT_EQ(RouterHealth(router, "no.such.Service", log, 1), 1) << testing::ReadFile(log);
-  EXPECT_NE(testing::ReadFile(log).find("service name unknown"), std::string::npos)
+  EXPECT_NE(testing::ReadFile(log).find("unknown service 'no.such.Service'"), std::string::npos)
       << testing::ReadFile(log);
   cluster_.worker(0).Kill();
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
