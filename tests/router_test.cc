@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/block_hash.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "kvcluster/v1/kvcluster.grpc.pb.h"
 #include "tests/util/cluster.h"
 
@@ -522,6 +523,43 @@ TEST_F(RouterTest, NoReadyWorkerIsUnavailable) {
   EXPECT_NE(testing::ReadFile(log).find("NOT_SERVING"), std::string::npos)
       << testing::ReadFile(log);
   EXPECT_EQ(RouterHealth(router, "", log, 0), 0) << testing::ReadFile(log);
+}
+
+// grpc.health.v1 Watch: the readiness name streams SERVING, then NOT_SERVING when the last
+// worker dies; an unknown name streams SERVICE_UNKNOWN; the stream stays open for changes.
+TEST_F(RouterTest, HealthWatchStreamsReadinessChanges) {
+  namespace health = ::grpc::health::v1;
+  StartCluster({.num_workers = 1});
+  auto stub = health::Health::NewStub(channel_);
+
+  grpc::ClientContext unknown_context;
+  unknown_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  health::HealthCheckRequest unknown_request;
+  unknown_request.set_service("no.such.Service");
+  auto unknown = stub->Watch(&unknown_context, unknown_request);
+  health::HealthCheckResponse response;
+  ASSERT_TRUE(unknown->Read(&response));
+  EXPECT_EQ(response.status(), health::HealthCheckResponse::SERVICE_UNKNOWN);
+  unknown_context.TryCancel();
+  unknown->Finish().IgnoreError();
+
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  health::HealthCheckRequest request;
+  request.set_service("kvcluster.v1.Router");
+  auto watch = stub->Watch(&context, request);
+  // Readiness is polled, so NOT_SERVING may come first; SERVING must follow.
+  do {
+    ASSERT_TRUE(watch->Read(&response)) << watch->Finish().error_message() << cluster_.Logs();
+  } while (response.status() == health::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(response.status(), health::HealthCheckResponse::SERVING);
+  cluster_.worker(0).Kill();
+  ASSERT_TRUE(watch->Read(&response)) << watch->Finish().error_message() << cluster_.Logs();
+  EXPECT_EQ(response.status(), health::HealthCheckResponse::NOT_SERVING);
+  context.TryCancel();
+  watch->Finish().IgnoreError();
+  // The router keeps serving after its watchers left.
+  EXPECT_EQ(CountState(pb::WORKER_STATE_READY), 0);
 }
 
 }  // namespace
