@@ -195,7 +195,8 @@ int Main(int argc, char** argv) {
     grpc::GenericStub generic(
         grpc::CreateChannel(cluster.router_address(), grpc::InsecureChannelCredentials()));
     const std::string route_method = "/kvcluster.v1.Router/Route";
-    Progress("Route calls, 64 in flight");
+    constexpr int kInFlight = 64;
+    Progress(absl::StrCat("Route calls, ", kInFlight, " in flight"));
     const absl::Duration duration = quick ? absl::Seconds(2) : absl::Seconds(8);
     // One thread drives every call through one completion queue: no callback threads and no
     // locks, so the client's share of the cores it has in common with the router stays small.
@@ -219,8 +220,8 @@ int Main(int argc, char** argv) {
     const double client_cpu_start = ProcessCpuSeconds(getpid());
     const absl::Time start = absl::Now();
     const absl::Time end = start + duration;
-    for (int i = 0; i < 64; ++i) issue();
-    int in_flight = 64;
+    for (int i = 0; i < kInFlight; ++i) issue();
+    int in_flight = kInFlight;
     void* tag;
     bool ok;
     while (in_flight > 0 && cq.Next(&tag, &ok)) {
